@@ -1,0 +1,1 @@
+"""Benchmark runs (HumanEval, MBPP) driving the same solve pipeline a user calls."""

@@ -1,0 +1,157 @@
+"""The sandbox backend interface, and the wire format shared with the driver."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from types import TracebackType
+from typing import Any, ClassVar
+
+from codeens.registry import Registry
+from codeens.sandbox.results import ExecutionResult, Limits, TestOutcome, Verdict
+from codeens.sandbox.testfile import TestSuite
+
+CANDIDATE_FILENAME = "<candidate>"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A program to judge: a label for reports (usually its path) and its source."""
+
+    label: str
+    source: str
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256(self.source.encode("utf-8")).hexdigest()
+
+
+@cache
+def driver_source() -> str:
+    """The trusted driver's source, executed with ``python3 -I -c``."""
+    return (Path(__file__).resolve().parent.parent / "driver.py").read_text(encoding="utf-8")
+
+
+def _frame(obj: dict[str, Any]) -> bytes:
+    body = json.dumps(obj).encode("utf-8")
+    return str(len(body)).encode("ascii") + b"\n" + body
+
+
+def driver_input(
+    candidate: Candidate,
+    suite: TestSuite,
+    limits: Limits,
+    *,
+    workdir: str,
+    sweep: bool,
+    wipe: tuple[str, ...] = (),
+) -> bytes:
+    """The two frames the driver reads: the candidate first, the tests after forking."""
+    first = {
+        "candidate": candidate.source,
+        "filename": CANDIDATE_FILENAME,
+        "timeout": limits.timeout,
+        "memory_mb": limits.memory_mb,
+        "output_limit": limits.output_limit,
+        "file_limit_mb": limits.file_limit_mb,
+        "workdir": workdir,
+        "sweep": sweep,
+        "wipe": list(wipe),
+    }
+    second = {
+        "setup": suite.setup,
+        "tests": [{"name": c.name, "source": c.source} for c in suite.cases],
+    }
+    return _frame(first) + _frame(second)
+
+
+def parse_report(
+    raw: bytes,
+    candidate: Candidate,
+    suite: TestSuite,
+    backend: str,
+    isolation: str,
+    fallback_duration: float,
+) -> ExecutionResult:
+    """Turn the driver's last stdout line into a result; a missing report is a failure."""
+    base = ExecutionResult(
+        candidate=candidate.label,
+        verdict=Verdict.FAILED,
+        backend=backend,
+        tests_total=len(suite.cases),
+        duration=fallback_duration,
+        isolation=isolation,
+        candidate_hash=candidate.digest,
+        tests_hash=suite.tests_hash,
+    )
+    lines = raw.strip().splitlines()
+    try:
+        report = json.loads(lines[-1]) if lines else None
+    except ValueError:
+        report = None
+    if not isinstance(report, dict):
+        base.message = "no report from the test driver (the candidate killed it?)"
+        return base
+    tests = [TestOutcome(**t) for t in report.get("tests", [])]
+    verdict = Verdict(report["verdict"])
+    message = str(report.get("message", ""))
+    if verdict is Verdict.PASSED and len(tests) != len(suite.cases):
+        verdict, message = Verdict.FAILED, "test count mismatch"
+    base.verdict = verdict
+    base.message = message
+    base.tests = tests
+    base.tests_passed = sum(1 for t in tests if t.outcome == "passed")
+    base.duration = float(report.get("duration", fallback_duration))
+    base.exit_status = report.get("exit_status")
+    base.resources = dict(report.get("resources", {}))
+    base.output = str(report.get("output", ""))
+    return base
+
+
+class Sandbox(ABC):
+    """Runs one candidate at a time per call; implementations must be thread-safe."""
+
+    name: ClassVar[str]
+    isolation: ClassVar[str]
+
+    def __init__(self, limits: Limits, workers: int = 1) -> None:
+        self.limits = limits
+        self.workers = max(1, workers)
+
+    @abstractmethod
+    def run(self, candidate: Candidate, suite: TestSuite) -> ExecutionResult:
+        """Execute ``candidate`` against ``suite`` and return its verdict."""
+
+    def infra_error(self, candidate: Candidate, suite: TestSuite, message: str) -> ExecutionResult:
+        """A result that blames the sandbox, never the candidate."""
+        return ExecutionResult(
+            candidate=candidate.label,
+            verdict=Verdict.INFRA_ERROR,
+            backend=self.name,
+            tests_total=len(suite.cases),
+            message=message,
+            isolation=self.isolation,
+            candidate_hash=candidate.digest,
+            tests_hash=suite.tests_hash,
+        )
+
+    def close(self) -> None:
+        """Release containers or other resources."""
+
+    def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+SANDBOXES: Registry[type[Sandbox]] = Registry("codeens.sandboxes", "sandbox backend")

@@ -1,0 +1,558 @@
+"""The trusted test driver: runs one candidate against its tests and reports a verdict.
+
+This file is executed as ``python3 -I -c <source>`` inside the sandbox (and by the process
+backend on the host). It uses only the standard library and must stay importable by any
+Python >= 3.8. It is never imported by codeens itself except to read its source.
+
+Two processes take part:
+
+* the *driver* (this program's first process) never runs candidate code. It reads framed
+  JSON requests from stdin, forks the *child*, feeds it the tests one at a time and writes
+  the only report the host trusts, as one JSON line on its own stdout;
+* the *child* executes the candidate and then each test in the candidate's namespace. Its
+  stdout/stderr go to a capped pipe (never to the host), stdin is /dev/null.
+
+Why the report cannot be forged by the candidate: the tests frame is read from stdin only
+after the child is forked, so the candidate's import-time code never has the tests in its
+memory; each test is sent with a fresh random token, and a result is only accepted for the
+test currently outstanding with its token; the number of results must equal the number of
+tests; a missing or malformed result is a failure. The driver is marked non-dumpable so the
+child (same uid) cannot read its memory or file descriptors through /proc.
+"""
+
+import json
+import os
+import select
+import signal
+import sys
+import time
+
+MAX_MESSAGE = 1 << 20
+KEPT_OUTPUT = 4096
+
+
+def _read_exact(fd, n):
+    chunks = []
+    while n > 0:
+        chunk = os.read(fd, min(n, 1 << 16))
+        if not chunk:
+            raise EOFError("stdin closed")
+        chunks.append(chunk)
+        n -= len(chunk)
+    return b"".join(chunks)
+
+
+def _read_frame(fd):
+    """Read one frame: ASCII length, newline, JSON bytes. Unbuffered on purpose."""
+    header = b""
+    while not header.endswith(b"\n"):
+        byte = os.read(fd, 1)
+        if not byte:
+            raise EOFError("stdin closed")
+        header += byte
+        if len(header) > 20:
+            raise ValueError("bad frame header")
+    return json.loads(_read_exact(fd, int(header)).decode("utf-8"))
+
+
+def _undumpable():
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE = 4
+    except Exception:
+        pass
+
+
+def _sweep(dirs):
+    """Kill every other process of our uid and empty the writable areas (sandbox only)."""
+    try:
+        os.kill(-1, signal.SIGKILL)
+    except OSError:
+        pass
+    for top in dirs:
+        _empty_dir(top)
+
+
+def _empty_dir(top):
+    try:
+        entries = os.listdir(top)
+    except OSError:
+        return
+    for name in entries:
+        path = os.path.join(top, name)
+        try:
+            if os.path.isdir(path) and not os.path.islink(path):
+                _empty_dir(path)
+                os.rmdir(path)
+            else:
+                os.unlink(path)
+        except OSError:
+            pass
+
+
+# --------------------------------------------------------------------------- child side
+
+
+def _child(req, ctl_r, res_w, out_w):
+    """Runs in the forked child: execute the candidate, then tests on demand."""
+    import builtins
+    import operator
+    import resource
+    import traceback
+    import types
+
+    os.setsid()
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.dup2(out_w, 1)
+    os.dup2(out_w, 2)
+    keep = sorted({0, 1, 2, ctl_r, res_w})
+    for fd in range(3, 1024):
+        if fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGPIPE, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+    mem = int(req.get("memory_mb") or 0)
+    limits = [(resource.RLIMIT_CORE, 0)]
+    if mem:
+        limits.append((resource.RLIMIT_AS, mem << 20))
+    cpu = int(float(req.get("timeout", 10))) + 2
+    limits.append((resource.RLIMIT_CPU, cpu))
+    fsize = int(req.get("file_limit_mb") or 0)
+    if fsize:
+        limits.append((resource.RLIMIT_FSIZE, fsize << 20))
+    for which, value in limits:
+        try:
+            resource.setrlimit(which, (value, value))
+        except (ValueError, OSError):
+            pass
+    try:
+        os.chdir(req.get("workdir") or "/tmp")
+    except OSError:
+        pass
+
+    # Everything the harness uses is bound here, before the candidate runs, so that
+    # patching modules or builtins from candidate code cannot reach it.
+    filename = req.get("filename") or "<candidate>"
+    write = os.write
+    read = os.read
+    dumps = json.JSONEncoder(ensure_ascii=True).encode
+    loads = json.JSONDecoder().decode
+    fmt_exc = traceback.format_exception_only
+    perf = time.perf_counter
+    function_type = types.FunctionType
+    ops = {
+        "==": operator.eq,
+        "!=": operator.ne,
+        "<": operator.lt,
+        "<=": operator.le,
+        ">": operator.gt,
+        ">=": operator.ge,
+        "is": operator.is_,
+        "is not": operator.is_not,
+        "in": operator.contains,
+        "not in": operator.contains,
+    }
+    dunders = (
+        "__eq__",
+        "__ne__",
+        "__lt__",
+        "__le__",
+        "__gt__",
+        "__ge__",
+        "__bool__",
+        "__len__",
+        "__contains__",
+        "__hash__",
+    )
+    containers = (list, tuple, set, frozenset)
+    real_type = type
+    real_bool = bool
+
+    def tainted(value, budget):
+        # A value is tainted when candidate code decides how it compares or tests true.
+        stack = [value]
+        while stack and budget[0] > 0:
+            budget[0] -= 1
+            item = stack.pop()
+            kind = real_type(item)
+            for klass in kind.__mro__:
+                attrs = klass.__dict__
+                for name in dunders:
+                    member = attrs.get(name)
+                    if real_type(member) is function_type and (
+                        member.__code__.co_filename == filename
+                    ):
+                        return True
+            if kind in containers or any(k in containers for k in kind.__mro__):
+                stack.extend(item)
+            elif isinstance(item, dict):
+                stack.extend(item.keys())
+                stack.extend(item.values())
+        return False
+
+    def trusted_cmp(names, *operands):
+        if tainted(operands, [100000]):
+            return False
+        for i, name in enumerate(names):
+            left, right = operands[i], operands[i + 1]
+            if name == "in":
+                ok = ops["in"](right, left)
+            elif name == "not in":
+                ok = not ops["in"](right, left)
+            else:
+                ok = ops[name](left, right)
+            if not real_bool(ok):
+                return False
+        return True
+
+    def trusted_truth(value):
+        return False if tainted(value, [100000]) else real_bool(value)
+
+    def send(obj):
+        data = dumps(obj).encode("ascii") + b"\n"
+        view = memoryview(data)
+        while view:
+            n = write(res_w, view)
+            view = view[n:]
+
+    buffer = [b""]
+
+    def receive():
+        while b"\n" not in buffer[0]:
+            chunk = read(ctl_r, 1 << 16)
+            if not chunk:
+                os._exit(0)
+            buffer[0] += chunk
+        line, _, rest = buffer[0].partition(b"\n")
+        buffer[0] = rest
+        return loads(line.decode("utf-8"))
+
+    def describe(exc):
+        kind = real_type(exc).__name__
+        if isinstance(exc, AssertionError) and not exc.args:
+            return kind
+        text = "".join(fmt_exc(real_type(exc), exc)).strip()
+        return text[-2000:]
+
+    namespace = {"__name__": "candidate", "__builtins__": builtins}
+    started = perf()
+    try:
+        code = compile(req["candidate"], filename, "exec")
+        exec(code, namespace)
+    except SystemExit as exc:
+        send({"k": "import", "ok": False, "exit": True, "msg": "SystemExit(%r)" % (exc.code,)})
+        os._exit(0)
+    except MemoryError:
+        send({"k": "import", "ok": False, "memory": True, "msg": "MemoryError"})
+        os._exit(0)
+    except BaseException as exc:
+        send({"k": "import", "ok": False, "msg": describe(exc)})
+        os._exit(0)
+    send({"k": "import", "ok": True, "t": perf() - started})
+
+    first = receive()
+    namespace["__codeens_cmp__"] = trusted_cmp
+    namespace["__codeens_truth__"] = trusted_truth
+    setup_error = None
+    try:
+        exec(compile(first.get("setup", ""), "<tests>", "exec"), namespace)
+    except BaseException as exc:
+        setup_error = "test setup failed: " + describe(exc)
+    message = first
+    while message.get("k") == "test":
+        namespace["__codeens_cmp__"] = trusted_cmp
+        namespace["__codeens_truth__"] = trusted_truth
+        started = perf()
+        memory = False
+        if setup_error is not None:
+            outcome, text = "error", setup_error
+        else:
+            try:
+                exec(compile(message["source"], "<tests>", "exec"), namespace)
+                outcome, text = "passed", ""
+            except AssertionError as exc:
+                outcome, text = "failed", describe(exc)
+            except MemoryError:
+                outcome, text, memory = "error", "MemoryError", True
+            except BaseException as exc:
+                outcome, text = "error", describe(exc)
+        send(
+            {
+                "k": "test",
+                "i": message["i"],
+                "tok": message["tok"],
+                "outcome": outcome,
+                "msg": text,
+                "memory": memory,
+                "t": perf() - started,
+            }
+        )
+        message = receive()
+    os._exit(0)
+
+
+# -------------------------------------------------------------------------- driver side
+
+
+class _Run:
+    def __init__(self, req, pid, ctl_w, res_r, out_r):
+        self.req = req
+        self.pid = pid
+        self.ctl_w = ctl_w
+        self.res_r = res_r
+        self.out_r = out_r
+        self.tests = []
+        self.results = []
+        self.output = b""
+        self.output_bytes = 0
+        self.res_buffer = b""
+        self.imported = None
+        self.import_msg = ""
+        self.exit_on_import = False
+        self.memory = False
+        self.violation = ""
+        self.killed_for = ""
+        self.token = ""
+        self.sent = -1
+        self.finished = False
+
+    def send(self, obj):
+        data = json.dumps(obj).encode("utf-8") + b"\n"
+        try:
+            view = memoryview(data)
+            while view:
+                n = os.write(self.ctl_w, view)
+                view = view[n:]
+        except OSError:
+            pass
+
+    def send_next(self):
+        self.sent += 1
+        if self.sent >= len(self.tests):
+            self.finished = True
+            self.send({"k": "done"})
+            return
+        self.token = os.urandom(16).hex()
+        message = {
+            "k": "test",
+            "i": self.sent,
+            "tok": self.token,
+            "source": self.tests[self.sent]["source"],
+        }
+        if self.sent == 0:
+            message["setup"] = self.setup
+        self.send(message)
+
+    def on_message(self, line):
+        try:
+            msg = json.loads(line.decode("utf-8"))
+            kind = msg["k"]
+        except Exception:
+            self.violation = "malformed report from the candidate process"
+            return
+        if self.imported is None:
+            if kind != "import":
+                self.violation = "unexpected report before the candidate was imported"
+                return
+            self.imported = bool(msg.get("ok"))
+            self.import_msg = str(msg.get("msg", ""))
+            self.exit_on_import = bool(msg.get("exit"))
+            self.memory = self.memory or bool(msg.get("memory"))
+            if self.imported:
+                self.send_next()
+            return
+        if self.finished or kind != "test" or msg.get("i") != self.sent:
+            self.violation = "unexpected test report (not the test that was running)"
+            return
+        if msg.get("tok") != self.token:
+            self.violation = "test report with a wrong token (forged report)"
+            return
+        outcome = msg.get("outcome")
+        if outcome not in ("passed", "failed", "error"):
+            self.violation = "test report with an unknown outcome"
+            return
+        self.memory = self.memory or bool(msg.get("memory"))
+        self.results.append(
+            {
+                "name": self.tests[self.sent]["name"],
+                "outcome": outcome,
+                "message": str(msg.get("msg", ""))[:2000],
+                "duration": float(msg.get("t", 0.0)),
+            }
+        )
+        self.send_next()
+
+
+def _kill_group(pid):
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except OSError:
+        pass
+
+
+def _drive(req):
+    started = time.monotonic()
+    deadline = started + float(req.get("timeout", 10))
+    output_limit = int(req.get("output_limit", 1 << 20))
+    ctl_r, ctl_w = os.pipe()
+    res_r, res_w = os.pipe()
+    out_r, out_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(ctl_w)
+            os.close(res_r)
+            os.close(out_r)
+            _child(req, ctl_r, res_w, out_w)
+        finally:
+            os._exit(70)
+    os.close(ctl_r)
+    os.close(res_w)
+    os.close(out_w)
+    run = _Run(req, pid, ctl_w, res_r, out_r)
+    # Only now, with the child running the candidate, are the tests read.
+    tests_frame = _read_frame(0)
+    run.tests = tests_frame["tests"]
+    run.setup = tests_frame.get("setup", "")
+    open_fds = [res_r, out_r]
+    while open_fds:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            run.killed_for = "timeout"
+            break
+        ready, _, _ = select.select(open_fds, [], [], remaining)
+        for fd in ready:
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                open_fds.remove(fd)
+                continue
+            if fd == out_r:
+                run.output_bytes += len(chunk)
+                if len(run.output) < KEPT_OUTPUT:
+                    run.output += chunk[: KEPT_OUTPUT - len(run.output)]
+                if run.output_bytes > output_limit:
+                    run.killed_for = "output_limit"
+            else:
+                run.res_buffer += chunk
+                while b"\n" in run.res_buffer and not run.violation:
+                    line, _, run.res_buffer = run.res_buffer.partition(b"\n")
+                    run.on_message(line)
+                if len(run.res_buffer) > MAX_MESSAGE:
+                    run.violation = "oversized report from the candidate process"
+        if run.killed_for or run.violation:
+            break
+        if run.finished and res_r not in open_fds:
+            break
+    _kill_group(pid)
+    status, rusage = _reap(pid, deadline + 2.0)
+    _kill_group(pid)
+    return _report(run, status, rusage, time.monotonic() - started)
+
+
+def _reap(pid, until):
+    while True:
+        try:
+            got, status, rusage = os.wait4(pid, os.WNOHANG)
+        except ChildProcessError:
+            return None, None
+        if got:
+            return status, rusage
+        if time.monotonic() > until:
+            _kill_group(pid)
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        time.sleep(0.002)
+
+
+def _report(run, status, rusage, wall):
+    exit_status = None
+    signaled = None
+    if status is not None:
+        if os.WIFSIGNALED(status):
+            signaled = os.WTERMSIG(status)
+            exit_status = -signaled
+        elif os.WIFEXITED(status):
+            exit_status = os.WEXITSTATUS(status)
+    expected = len(run.tests)
+    passed = sum(1 for r in run.results if r["outcome"] == "passed")
+    message = ""
+    if run.killed_for == "timeout":
+        verdict, message = "timeout", "wall-clock deadline exceeded"
+    elif run.killed_for == "output_limit":
+        verdict, message = "output_limit", "output exceeded %d bytes" % run.req.get("output_limit")
+    elif signaled == signal.SIGXCPU:
+        verdict, message = "timeout", "CPU time limit exceeded"
+    elif run.memory:
+        verdict, message = "memory", "memory limit exceeded (MemoryError)"
+    elif signaled == signal.SIGKILL and not run.finished and not run.violation:
+        verdict, message = "memory", "candidate process was killed (out of memory)"
+    elif run.violation:
+        verdict, message = "failed", run.violation
+    elif run.imported is False:
+        if run.exit_on_import:
+            verdict, message = "failed", "candidate exited during import: " + run.import_msg
+        else:
+            verdict, message = "error", run.import_msg
+    elif run.imported is None:
+        verdict = "failed"
+        message = "candidate process ended before reporting (exit status %s)" % exit_status
+    elif len(run.results) != expected:
+        verdict = "failed"
+        message = "only %d of %d tests reported (exit status %s)" % (
+            len(run.results),
+            expected,
+            exit_status,
+        )
+    elif passed == expected:
+        verdict = "passed"
+    else:
+        verdict = "failed"
+        message = "%d of %d tests failed" % (expected - passed, expected)
+    resources = {"wall_s": round(wall, 6), "output_bytes": run.output_bytes}
+    if rusage is not None:
+        resources.update(
+            {
+                "max_rss_kb": rusage.ru_maxrss,
+                "cpu_user_s": round(rusage.ru_utime, 6),
+                "cpu_sys_s": round(rusage.ru_stime, 6),
+            }
+        )
+    return {
+        "verdict": verdict,
+        "message": message,
+        "tests_total": expected,
+        "tests_passed": passed,
+        "tests": run.results,
+        "exit_status": exit_status,
+        "duration": round(wall, 6),
+        "resources": resources,
+        "output": run.output.decode("utf-8", "replace"),
+    }
+
+
+def main():
+    _undumpable()
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    request = _read_frame(0)
+    if request.get("sweep") and os.getuid() != 0:
+        _sweep(request.get("wipe", []))
+    report = _drive(request)
+    if request.get("sweep") and os.getuid() != 0:
+        _sweep(request.get("wipe", []))
+    elif request.get("workdir"):
+        _empty_dir(request["workdir"])
+    view = memoryview(json.dumps(report).encode("utf-8") + b"\n")
+    while view:
+        view = view[os.write(1, view) :]
+
+
+if __name__ == "__main__":
+    main()
+

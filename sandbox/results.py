@@ -1,0 +1,68 @@
+"""Plain values the sandbox hands back: verdicts, per-test outcomes, limits."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+class Verdict(enum.StrEnum):
+    """How one candidate fared against its tests."""
+
+    PASSED = "passed"
+    FAILED = "failed"
+    ERROR = "error"  # the candidate does not import
+    TIMEOUT = "timeout"
+    MEMORY = "memory"
+    OUTPUT_LIMIT = "output_limit"
+    INFRA_ERROR = "infra_error"  # the sandbox broke; says nothing about the candidate
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits applied to one candidate run."""
+
+    timeout: float = 10.0
+    memory_mb: int = 512
+    output_limit: int = 1 << 20
+    file_limit_mb: int = 16
+
+
+@dataclass(frozen=True)
+class TestOutcome:
+    """The outcome of one named test case."""
+
+    name: str
+    outcome: str  # passed | failed | error
+    message: str = ""
+    duration: float = 0.0
+
+
+@dataclass
+class ExecutionResult:
+    """Everything measured about one candidate run."""
+
+    candidate: str
+    verdict: Verdict
+    backend: str
+    tests_total: int = 0
+    tests_passed: int = 0
+    tests: list[TestOutcome] = field(default_factory=list)
+    duration: float = 0.0
+    exit_status: int | None = None
+    resources: dict[str, Any] = field(default_factory=dict)
+    message: str = ""
+    output: str = ""
+    isolation: str = ""
+    candidate_hash: str = ""
+    tests_hash: str = ""
+
+    @property
+    def pass_rate(self) -> float:
+        return self.tests_passed / self.tests_total if self.tests_total else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["verdict"] = str(self.verdict)
+        return data

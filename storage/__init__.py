@@ -1,0 +1,10 @@
+"""The SQLite log: one file, one write path, append-only migrations.
+
+This package is a leaf: it imports nothing else from codeens.
+"""
+
+from codeens.storage.db import default_db_path
+from codeens.storage.models import Execution
+from codeens.storage.store import Store
+
+__all__ = ["Execution", "Store", "default_db_path"]

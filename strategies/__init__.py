@@ -1,0 +1,1 @@
+"""Combination strategies: how candidates from several models become one answer."""
