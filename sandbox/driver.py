@@ -2,7 +2,7 @@
 
 This file is executed as ``python3 -I -c <source>`` inside the sandbox (and by the process
 backend on the host). It uses only the standard library and must stay importable by any
-Python >= 3.8. It is never imported by codeens itself except to read its source.
+Python >= 3.9. It is never imported by codeens itself except to read its source.
 
 Two processes take part:
 
@@ -64,12 +64,28 @@ def _undumpable():
         pass
 
 
-def _sweep(dirs):
-    """Kill every other process of our uid and empty the writable areas (sandbox only)."""
+def _sweep(spare, dirs):
+    """Kill every other process we may signal, then empty the writable areas.
+
+    Only inside the sandbox, where our uid runs nothing but candidates. Everything is
+    stopped first so that a fork bomb cannot outrun the enumeration.
+    """
     try:
-        os.kill(-1, signal.SIGKILL)
+        os.kill(-1, signal.SIGSTOP)
     except OSError:
         pass
+    me = os.getpid()
+    for name in os.listdir("/proc"):
+        if name.isdigit() and int(name) not in (me, 1) and int(name) not in spare:
+            try:
+                os.kill(int(name), signal.SIGKILL)
+            except OSError:
+                pass
+    for pid in spare:
+        try:
+            os.kill(pid, signal.SIGCONT)
+        except OSError:
+            pass
     for top in dirs:
         _empty_dir(top)
 
@@ -395,25 +411,87 @@ def _kill_group(pid):
         pass
 
 
-def _drive(req):
+class _Zygote:
+    """A clean process, forked before any request is read, that forks candidate children.
+
+    The server holds the tests of past and present runs in its memory; children forked from
+    it would inherit them. Children forked from the zygote inherit only this program.
+    """
+
+    def __init__(self):
+        import socket
+
+        self.sock, theirs = socket.socketpair()
+        self.pid = os.fork()
+        if self.pid == 0:
+            try:
+                self.sock.close()
+                _zygote_loop(theirs)
+            finally:
+                os._exit(0)
+        theirs.close()
+
+    def call(self, obj, timeout):
+        import socket
+
+        self.sock.settimeout(timeout)
+        self.sock.sendall(json.dumps(obj).encode("utf-8") + b"\n")
+        data, fds, _flags, _addr = socket.recv_fds(self.sock, MAX_MESSAGE, 4)
+        if not data:
+            raise EOFError("zygote is gone")
+        return json.loads(data.decode("utf-8")), fds
+
+    def stop(self):
+        self.sock.close()
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+        except OSError:
+            pass
+
+
+def _zygote_loop(sock):
+    import socket
+
+    stream = sock.makefile("rb")
+    for line in stream:
+        msg = json.loads(line.decode("utf-8"))
+        if msg["op"] == "spawn":
+            req = msg["req"]
+            ctl_r, ctl_w = os.pipe()
+            res_r, res_w = os.pipe()
+            out_r, out_w = os.pipe()
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    stream.close()
+                    sock.close()
+                    for fd in (ctl_w, res_r, out_r):
+                        os.close(fd)
+                    _child(req, ctl_r, res_w, out_w)
+                finally:
+                    os._exit(70)
+            for fd in (ctl_r, res_w, out_w):
+                os.close(fd)
+            reply = json.dumps({"pid": pid}).encode("utf-8")
+            socket.send_fds(sock, [reply], [ctl_w, res_r, out_r])
+            for fd in (ctl_w, res_r, out_r):
+                os.close(fd)
+        elif msg["op"] == "reap":
+            status, rusage = _reap(msg["pid"], time.monotonic() + float(msg["timeout"]))
+            usage = None
+            if rusage is not None:
+                usage = [rusage.ru_utime, rusage.ru_stime, rusage.ru_maxrss]
+            sock.sendall(json.dumps({"status": status, "rusage": usage}).encode("utf-8"))
+
+
+def _drive(req, zygote):
     started = time.monotonic()
     deadline = started + float(req.get("timeout", 10))
     output_limit = int(req.get("output_limit", 1 << 20))
-    ctl_r, ctl_w = os.pipe()
-    res_r, res_w = os.pipe()
-    out_r, out_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.close(ctl_w)
-            os.close(res_r)
-            os.close(out_r)
-            _child(req, ctl_r, res_w, out_w)
-        finally:
-            os._exit(70)
-    os.close(ctl_r)
-    os.close(res_w)
-    os.close(out_w)
+    reply, fds = zygote.call({"op": "spawn", "req": req}, 10.0)
+    pid = reply["pid"]
+    ctl_w, res_r, out_r = fds
     run = _Run(req, pid, ctl_w, res_r, out_r)
     # Only now, with the child running the candidate, are the tests read.
     tests_frame = _read_frame(0)
@@ -449,9 +527,12 @@ def _drive(req):
         if run.finished and res_r not in open_fds:
             break
     _kill_group(pid)
-    status, rusage = _reap(pid, deadline + 2.0)
+    for fd in (ctl_w, res_r, out_r):
+        os.close(fd)
+    reaped, _ = zygote.call({"op": "reap", "pid": pid, "timeout": 2.0}, 5.0)
     _kill_group(pid)
-    return _report(run, status, rusage, time.monotonic() - started)
+    status = reaped["status"]
+    return _report(run, status, reaped["rusage"], time.monotonic() - started)
 
 
 def _reap(pid, until):
@@ -468,7 +549,7 @@ def _reap(pid, until):
                 os.kill(pid, signal.SIGKILL)
             except OSError:
                 pass
-        time.sleep(0.002)
+        time.sleep(0.001)
 
 
 def _report(run, status, rusage, wall):
@@ -519,9 +600,9 @@ def _report(run, status, rusage, wall):
     if rusage is not None:
         resources.update(
             {
-                "max_rss_kb": rusage.ru_maxrss,
-                "cpu_user_s": round(rusage.ru_utime, 6),
-                "cpu_sys_s": round(rusage.ru_stime, 6),
+                "max_rss_kb": rusage[2],
+                "cpu_user_s": round(rusage[0], 6),
+                "cpu_sys_s": round(rusage[1], 6),
             }
         )
     return {
@@ -537,22 +618,43 @@ def _report(run, status, rusage, wall):
     }
 
 
-def main():
-    _undumpable()
-    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
-    request = _read_frame(0)
-    if request.get("sweep") and os.getuid() != 0:
-        _sweep(request.get("wipe", []))
-    report = _drive(request)
-    if request.get("sweep") and os.getuid() != 0:
-        _sweep(request.get("wipe", []))
-    elif request.get("workdir"):
-        _empty_dir(request["workdir"])
-    view = memoryview(json.dumps(report).encode("utf-8") + b"\n")
+def _write_line(obj):
+    view = memoryview(json.dumps(obj).encode("utf-8") + b"\n")
     while view:
         view = view[os.write(1, view) :]
 
 
+def main():
+    """Serve requests from stdin until it closes (or after one, if the request says so)."""
+    _undumpable()
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    zygote = _Zygote()
+    try:
+        while True:
+            try:
+                request = _read_frame(0)
+            except EOFError:
+                return
+            sweep = bool(request.get("sweep")) and os.getuid() != 0
+            if sweep:
+                _sweep((zygote.pid,), request.get("wipe", []))
+            try:
+                report = _drive(request, zygote)
+            except (OSError, EOFError, ValueError) as exc:
+                # The zygote or a pipe was destroyed: report it and stop serving, so the
+                # host starts a fresh server rather than forking from a tainted one.
+                _write_line({"verdict": "failed", "message": "sandbox driver disrupted: %s" % exc})
+                return
+            if sweep:
+                _sweep((zygote.pid,), request.get("wipe", []))
+            elif request.get("workdir"):
+                _empty_dir(request["workdir"])
+            _write_line(report)
+            if request.get("once"):
+                return
+    finally:
+        zygote.stop()
+
+
 if __name__ == "__main__":
     main()
-

@@ -49,6 +49,7 @@ def driver_input(
     workdir: str,
     sweep: bool,
     wipe: tuple[str, ...] = (),
+    once: bool = False,
 ) -> bytes:
     """The two frames the driver reads: the candidate first, the tests after forking."""
     first = {
@@ -61,6 +62,7 @@ def driver_input(
         "workdir": workdir,
         "sweep": sweep,
         "wipe": list(wipe),
+        "once": once,
     }
     second = {
         "setup": suite.setup,
@@ -105,7 +107,6 @@ def parse_report(
     base.message = message
     base.tests = tests
     base.tests_passed = sum(1 for t in tests if t.outcome == "passed")
-    base.duration = float(report.get("duration", fallback_duration))
     base.exit_status = report.get("exit_status")
     base.resources = dict(report.get("resources", {}))
     base.output = str(report.get("output", ""))

@@ -102,8 +102,8 @@ class DockerSandbox(Sandbox):
         super().__init__(limits, workers)
         self.image = image
         self._owner = _owner()
-        self._idle: queue.Queue[str] = queue.Queue()
-        self._all: set[str] = set()
+        self._idle: queue.Queue[_Slot] = queue.Queue()
+        self._all: dict[str, _Slot] = {}
         self._lock = threading.Lock()
         self._client: Any = None
         self._ready_error: str | None = None
@@ -141,17 +141,17 @@ class DockerSandbox(Sandbox):
         self._client = client
         reap_stale(client)
 
-    def _start_container(self) -> str:
+    def _start_container(self) -> _Slot:
         container = self._client.containers.run(
             name=f"codeens-sbx-{uuid.uuid4().hex[:12]}",
             **container_options(self.limits, self.image, self._owner),
         )
-        cid: str = container.id
+        slot = _Slot(container.id)
         with self._lock:
-            self._all.add(cid)
-        return cid
+            self._all[slot.cid] = slot
+        return slot
 
-    def _acquire(self) -> str:
+    def _acquire(self) -> _Slot:
         try:
             return self._idle.get_nowait()
         except queue.Empty:
@@ -162,23 +162,25 @@ class DockerSandbox(Sandbox):
             return self._start_container()
         return self._idle.get()
 
-    def _discard(self, cid: str) -> None:
+    def _discard(self, slot: _Slot) -> None:
+        slot.stop_server()
         with self._lock:
-            self._all.discard(cid)
+            self._all.pop(slot.cid, None)
         try:
-            self._client.api.remove_container(cid, force=True)
+            self._client.api.remove_container(slot.cid, force=True)
         except Exception:
             pass
 
     def close(self) -> None:
         with self._lock:
-            ids = list(self._all)
+            slots = list(self._all.values())
             self._all.clear()
         if self._client is None:
             return
-        for cid in ids:
+        for slot in slots:
+            slot.stop_server()
             try:
-                self._client.api.remove_container(cid, force=True)
+                self._client.api.remove_container(slot.cid, force=True)
             except Exception:
                 pass
         self._client.close()
@@ -192,7 +194,7 @@ class DockerSandbox(Sandbox):
         started = time.monotonic()
         try:
             api = self._api()
-            cid = self._acquire()
+            slot = self._acquire()
         except SandboxUnavailable as exc:
             return self.infra_error(candidate, suite, str(exc))
         except DockerException as exc:
@@ -201,14 +203,26 @@ class DockerSandbox(Sandbox):
             candidate, suite, self.limits, workdir=WORKDIR, sweep=True, wipe=WRITABLE
         )
         try:
-            out, timed_out = self._exec(api, cid, payload)
+            if slot.server is None:
+                slot.server = _Server.start(api, slot.cid)
+            out, timed_out = slot.server.request(payload, self.limits.timeout + GRACE_S)
         except (DockerException, OSError) as exc:
-            self._discard(cid)
+            self._discard(slot)
             return self.infra_error(candidate, suite, f"sandbox failure: {_first_line(exc)}")
-        if not self._healthy(api, cid):
-            self._discard(cid)
+        if timed_out:
+            # The driver did not answer in time: stop everything the sandbox uid runs
+            # (driver included) from outside, and start a fresh driver next time.
+            slot.stop_server()
+            try:
+                _kill_sandbox_uid(api, slot.cid)
+            except DockerException:
+                pass
+        elif not out:
+            slot.stop_server()  # the candidate took the driver down; restart it next run
+        if (timed_out or not out) and not _running(api, slot.cid):
+            self._discard(slot)
             return self.infra_error(candidate, suite, "sandbox container died during the run")
-        self._idle.put(cid)
+        self._idle.put(slot)
         result = parse_report(
             out, candidate, suite, self.name, self.isolation, time.monotonic() - started
         )
@@ -217,7 +231,30 @@ class DockerSandbox(Sandbox):
             result.message = "deadline exceeded (enforced by the host)"
         return result
 
-    def _exec(self, api: Any, cid: str, payload: bytes) -> tuple[bytes, bool]:
+
+class _Slot:
+    """One warm container and the driver server running in it."""
+
+    def __init__(self, cid: str) -> None:
+        self.cid = cid
+        self.server: _Server | None = None
+
+    def stop_server(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            self.server = None
+
+
+class _Server:
+    """A long-lived ``docker exec`` of the driver; one request and one report line at a time."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+        self.sock: socket.socket = stream._sock
+        self.reader = _FrameReader(self.sock)
+
+    @classmethod
+    def start(cls, api: Any, cid: str) -> _Server:
         exec_id = api.exec_create(
             cid,
             ["python3", "-I", "-c", driver_source()],
@@ -228,42 +265,48 @@ class DockerSandbox(Sandbox):
             workdir=WORKDIR,
             environment=ENV,
         )["Id"]
-        stream = api.exec_start(exec_id, socket=True)
-        raw: socket.socket = stream._sock
-        deadline = time.monotonic() + self.limits.timeout + GRACE_S
-        timed_out = False
-        try:
-            raw.sendall(payload)
-            reader = _FrameReader(raw)
-            while not reader.eof:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 and not timed_out:
-                    timed_out = True
-                    self._kill_all(api, cid)
-                    deadline = time.monotonic() + 10.0
-                    continue
-                if remaining <= 0:
-                    raise OSError("sandbox did not stop after the deadline")
-                raw.settimeout(remaining)
-                try:
-                    reader.pump()
-                except TimeoutError:
-                    continue
-        finally:
-            stream.close()
-            raw.close()
-        return reader.stdout, timed_out
+        return cls(api.exec_start(exec_id, socket=True))
 
-    def _kill_all(self, api: Any, cid: str) -> None:
-        kill = api.exec_create(cid, ["sh", "-c", "kill -9 -1"], user=SANDBOX_USER)["Id"]
-        api.exec_start(kill)
+    def request(self, payload: bytes, budget: float) -> tuple[bytes, bool]:
+        """Send one request; return the report line (empty if the driver died) and
+        whether the host deadline passed first."""
+        deadline = time.monotonic() + budget
+        self.sock.settimeout(budget)
+        self.sock.sendall(payload)
+        while True:
+            line = self.reader.take_line()
+            if line is not None:
+                return line, False
+            if self.reader.eof:
+                return b"", False
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return b"", True
+            self.sock.settimeout(remaining)
+            try:
+                self.reader.pump()
+            except TimeoutError:
+                return b"", True
 
-    def _healthy(self, api: Any, cid: str) -> bool:
+    def close(self) -> None:
         try:
-            state = api.inspect_container(cid)["State"]
-        except Exception:
-            return False
-        return bool(state.get("Running"))
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.stream.close()
+        self.sock.close()
+
+
+def _kill_sandbox_uid(api: Any, cid: str) -> None:
+    exec_id = api.exec_create(cid, ["sh", "-c", "kill -9 -1"], user=SANDBOX_USER)["Id"]
+    api.exec_start(exec_id)
+
+
+def _running(api: Any, cid: str) -> bool:
+    try:
+        return bool(api.inspect_container(cid)["State"].get("Running"))
+    except Exception:
+        return False
 
 
 class _FrameReader:
@@ -289,6 +332,14 @@ class _FrameReader:
             self.buffer = self.buffer[8 + size :]
             if stream_type == 1 and len(self.stdout) < (8 << 20):
                 self.stdout += data
+
+    def take_line(self) -> bytes | None:
+        """The next complete stdout line, if one has arrived."""
+        line, newline, rest = self.stdout.partition(b"\n")
+        if not newline:
+            return None
+        self.stdout = rest
+        return line
 
 
 def reap_stale(client: Any) -> int:

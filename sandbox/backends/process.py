@@ -31,7 +31,9 @@ class ProcessSandbox(Sandbox):
     def run(self, candidate: Candidate, suite: TestSuite) -> ExecutionResult:
         started = time.monotonic()
         with tempfile.TemporaryDirectory(prefix="codeens-run-") as workdir:
-            payload = driver_input(candidate, suite, self.limits, workdir=workdir, sweep=False)
+            payload = driver_input(
+                candidate, suite, self.limits, workdir=workdir, sweep=False, once=True
+            )
             env = {"PATH": os.defpath, "HOME": workdir, "LANG": "C.UTF-8", "TMPDIR": workdir}
             try:
                 proc = subprocess.Popen(

@@ -1,0 +1,168 @@
+#!/usr/bin/env bash
+# Set up everything codeens needs on a fresh Debian-like machine, then run one task.
+#
+#   bash scripts/bootstrap.sh example            # run the sandbox example
+#   bash scripts/bootstrap.sh test [pytest args] # lint, type-check and run the tests
+#
+# Each step is skipped when already satisfied, so running it twice is safe. As root with
+# apt-get it installs the Docker engine (docker.io), debootstrap and python3-venv itself;
+# otherwise it says what is missing. It never reads standard input.
+set -euo pipefail
+
+usage() {
+    echo "usage: bash scripts/bootstrap.sh {example|test} [pytest args...]" >&2
+    exit 2
+}
+
+[ $# -ge 1 ] || usage
+task=$1
+shift
+case "$task" in
+example | test) ;;
+*) usage ;;
+esac
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+REPO=$(pwd)
+export DEBIAN_FRONTEND=noninteractive
+export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+DOCKERD_LOG=/var/log/codeens-dockerd.log
+
+log() { echo "[codeens] $*" >&2; }
+die() {
+    echo "[codeens] $*" >&2
+    exit 1
+}
+
+now() { echo "${EPOCHREALTIME:-$(date +%s)}"; }
+step_started=$(now)
+step() {
+    step_started=$(now)
+    log "$*"
+}
+step_done() {
+    log "$1 ($(awk -v a="$step_started" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }') s)"
+}
+
+is_root() { [ "$(id -u)" -eq 0 ]; }
+have() { command -v "$1" >/dev/null 2>&1; }
+can_apt() { is_root && have apt-get; }
+
+apt_updated=0
+apt_install() {
+    if [ "$apt_updated" -eq 0 ]; then
+        log "apt-get update"
+        apt-get update -q </dev/null >&2
+        apt_updated=1
+    fi
+    log "apt-get install $*"
+    apt-get install -y -q "$@" </dev/null >&2
+}
+
+docker_answers() { have docker && timeout 30 docker info >/dev/null 2>&1; }
+
+dockerd_running() {
+    local comm
+    for comm in /proc/[0-9]*/comm; do
+        if [ "$(cat "$comm" 2>/dev/null)" = dockerd ]; then
+            return 0
+        fi
+    done
+    return 1
+}
+
+engine_hint() {
+    echo "[codeens] no Docker engine answers: install Docker (Debian/Ubuntu:" \
+        "'apt-get install docker.io') and start it, or re-run this script as root." >&2
+}
+
+# --- a. Docker engine (and debootstrap, which builds the sandbox image offline) ----------
+step "step 1/4: Docker engine"
+if docker_answers; then
+    log "Docker engine answers"
+elif can_apt; then
+    if ! have docker || ! have dockerd; then
+        apt_install docker.io debootstrap
+    fi
+    if docker_answers; then
+        log "Docker engine answers"
+    else
+        if dockerd_running; then
+            log "dockerd is already starting; waiting for it"
+        else
+            log "starting dockerd --iptables=false (log: $DOCKERD_LOG)"
+            nohup dockerd --iptables=false >"$DOCKERD_LOG" 2>&1 </dev/null &
+        fi
+        for _ in $(seq 1 60); do
+            docker_answers && break
+            sleep 1
+        done
+        if ! docker_answers; then
+            tail -n 20 "$DOCKERD_LOG" >&2 2>/dev/null || true
+            die "dockerd did not answer within 60 s (see $DOCKERD_LOG)"
+        fi
+        log "Docker engine answers"
+    fi
+else
+    engine_hint
+    exit 1
+fi
+if is_root && ! have debootstrap && [ ! -x /usr/sbin/debootstrap ]; then
+    if can_apt; then
+        apt_install debootstrap
+    else
+        log "debootstrap is missing and apt-get is not available"
+    fi
+fi
+step_done "step 1/4 done"
+
+# --- b. Python virtual environment and the package in strict editable mode -------------
+step "step 2/4: Python environment (.venv)"
+PYTHON=${PYTHON:-python3}
+have "$PYTHON" || die "$PYTHON not found: install Python 3.11 or newer"
+if [ ! -x .venv/bin/python ] || [ ! -x .venv/bin/pip ]; then
+    if ! "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1; then
+        if can_apt; then
+            apt_install python3-venv
+        else
+            die "the Python venv module is missing: install python3-venv"
+        fi
+    fi
+    rm -rf .venv
+    log "creating .venv with $("$PYTHON" --version 2>&1)"
+    "$PYTHON" -m venv .venv
+fi
+# Strict editable mode: pyproject maps top-level folders into the codeens namespace, and
+# mypy must follow the resulting link tree. Files added later need a re-install, hence
+# this runs every time (quick when everything is satisfied).
+log "pip install -e '.[dev]' (strict editable)"
+.venv/bin/pip install -q -e '.[dev]' --config-settings editable_mode=strict </dev/null
+step_done "step 2/4 done"
+
+# --- c. Sandbox image (a no-op when it exists) ------------------------------------------
+step "step 3/4: sandbox image"
+.venv/bin/codeens sandbox build </dev/null
+step_done "step 3/4 done"
+
+# --- d. The task --------------------------------------------------------------------------
+case "$task" in
+example)
+    log "step 4/4: sandbox example"
+    exec .venv/bin/codeens sandbox run examples/sandbox/candidate_good.py \
+        examples/sandbox/candidate_bad.py --tests examples/sandbox/test_add.py
+    ;;
+test)
+    step "step 4/4: ruff check"
+    .venv/bin/ruff check .
+    step_done "ruff check done"
+    step "step 4/4: ruff format --check"
+    .venv/bin/ruff format --check .
+    step_done "ruff format done"
+    step "step 4/4: mypy"
+    .venv/bin/mypy
+    step_done "mypy done"
+    log "step 4/4: pytest $* (repo: $REPO)"
+    exec .venv/bin/python -m pytest "$@"
+    ;;
+esac
