@@ -24,7 +24,6 @@ import json
 import os
 import select
 import signal
-import sys
 import time
 
 MAX_MESSAGE = 1 << 20
@@ -110,10 +109,26 @@ def _empty_dir(top):
 # --------------------------------------------------------------------------- child side
 
 
+def _operators():
+    import operator
+
+    return {
+        "==": operator.eq,
+        "!=": operator.ne,
+        "<": operator.lt,
+        "<=": operator.le,
+        ">": operator.gt,
+        ">=": operator.ge,
+        "is": operator.is_,
+        "is not": operator.is_not,
+        "in": operator.contains,
+        "not in": operator.contains,
+    }
+
+
 def _child(req, ctl_r, res_w, out_w):
     """Runs in the forked child: execute the candidate, then tests on demand."""
     import builtins
-    import operator
     import resource
     import traceback
     import types
@@ -161,18 +176,7 @@ def _child(req, ctl_r, res_w, out_w):
     fmt_exc = traceback.format_exception_only
     perf = time.perf_counter
     function_type = types.FunctionType
-    ops = {
-        "==": operator.eq,
-        "!=": operator.ne,
-        "<": operator.lt,
-        "<=": operator.le,
-        ">": operator.gt,
-        ">=": operator.ge,
-        "is": operator.is_,
-        "is not": operator.is_not,
-        "in": operator.contains,
-        "not in": operator.contains,
-    }
+    ops = _operators()
     dunders = (
         "__eq__",
         "__ne__",
@@ -200,8 +204,11 @@ def _child(req, ctl_r, res_w, out_w):
                 attrs = klass.__dict__
                 for name in dunders:
                     member = attrs.get(name)
-                    if real_type(member) is function_type and (
-                        member.__code__.co_filename == filename
+                    code = getattr(member, "__code__", None)
+                    if (
+                        real_type(member) is function_type
+                        and code is not None
+                        and (code.co_filename == filename)
                     ):
                         return True
             if kind in containers or any(k in containers for k in kind.__mro__):
@@ -211,8 +218,16 @@ def _child(req, ctl_r, res_w, out_w):
                 stack.extend(item.values())
         return False
 
+    last_failure = [""]
+    real_repr = repr
+
+    def shown(value):
+        text = real_repr(value)
+        return text if len(text) <= 200 else text[:197] + "..."
+
     def trusted_cmp(names, *operands):
         if tainted(operands, [100000]):
+            last_failure[0] = "comparison decided by a candidate-defined method (refused)"
             return False
         for i, name in enumerate(names):
             left, right = operands[i], operands[i + 1]
@@ -223,11 +238,15 @@ def _child(req, ctl_r, res_w, out_w):
             else:
                 ok = ops[name](left, right)
             if not real_bool(ok):
+                last_failure[0] = "%s %s %s is false" % (shown(left), name, shown(right))
                 return False
         return True
 
     def trusted_truth(value):
-        return False if tainted(value, [100000]) else real_bool(value)
+        if tainted(value, [100000]):
+            last_failure[0] = "truth value decided by a candidate-defined method (refused)"
+            return False
+        return real_bool(value)
 
     def send(obj):
         data = dumps(obj).encode("ascii") + b"\n"
@@ -251,7 +270,7 @@ def _child(req, ctl_r, res_w, out_w):
     def describe(exc):
         kind = real_type(exc).__name__
         if isinstance(exc, AssertionError) and not exc.args:
-            return kind
+            return kind + (": " + last_failure[0] if last_failure[0] else "")
         text = "".join(fmt_exc(real_type(exc), exc)).strip()
         return text[-2000:]
 
@@ -285,6 +304,7 @@ def _child(req, ctl_r, res_w, out_w):
         namespace["__codeens_truth__"] = trusted_truth
         started = perf()
         memory = False
+        last_failure[0] = ""
         if setup_error is not None:
             outcome, text = "error", setup_error
         else:
@@ -336,6 +356,7 @@ class _Run:
         self.token = ""
         self.sent = -1
         self.finished = False
+        self.setup = ""
 
     def send(self, obj):
         data = json.dumps(obj).encode("utf-8") + b"\n"
@@ -522,9 +543,7 @@ def _drive(req, zygote):
                     run.on_message(line)
                 if len(run.res_buffer) > MAX_MESSAGE:
                     run.violation = "oversized report from the candidate process"
-        if run.killed_for or run.violation:
-            break
-        if run.finished and res_r not in open_fds:
+        if run.killed_for or run.violation or run.finished:
             break
     _kill_group(pid)
     for fd in (ctl_w, res_r, out_r):
@@ -643,7 +662,13 @@ def main():
             except (OSError, EOFError, ValueError) as exc:
                 # The zygote or a pipe was destroyed: report it and stop serving, so the
                 # host starts a fresh server rather than forking from a tainted one.
-                _write_line({"verdict": "failed", "message": "sandbox driver disrupted: %s" % exc})
+                _write_line(
+                    {
+                        "verdict": "failed",
+                        "message": "the candidate disrupted the test driver (%s)" % exc,
+                        "final": True,
+                    }
+                )
                 return
             if sweep:
                 _sweep((zygote.pid,), request.get("wipe", []))

@@ -65,8 +65,7 @@ class TestSuite:
                 "the tests call check(candidate): give the function name with --entry-point"
             )
         cases = tuple(
-            TestCase(c.name, c.source.replace("__codeens_entry__", entry_point))
-            for c in self.cases
+            TestCase(c.name, c.source.replace("__codeens_entry__", entry_point)) for c in self.cases
         )
         return TestSuite(self.setup, cases, self.tests_hash, entry_point_required=False)
 
@@ -77,9 +76,7 @@ class _TrustedComparisons(ast.NodeTransformer):
     def visit_Compare(self, node: ast.Compare) -> ast.AST:
         self.generic_visit(node)
         names = ast.Tuple([ast.Constant(_OPS[type(op)]) for op in node.ops], ast.Load())
-        call = ast.Call(
-            ast.Name(CMP_HELPER, ast.Load()), [names, node.left, *node.comparators], []
-        )
+        call = ast.Call(ast.Name(CMP_HELPER, ast.Load()), [names, node.left, *node.comparators], [])
         return ast.copy_location(call, node)
 
     def visit_Assert(self, node: ast.Assert) -> ast.AST:
@@ -127,8 +124,7 @@ def _check_cases(check: ast.FunctionDef) -> list[TestCase]:
         isinstance(s, ast.Assert) for s in body[first_assert:]
     )
     if not splittable or first_assert is None:
-        call = "check(__codeens_entry__)"
-        return [TestCase("check", call)]
+        return [TestCase("check", "check(__codeens_entry__)")]
     prelude = body[:first_assert]
     cases = []
     for stmt in body[first_assert:]:
@@ -162,7 +158,9 @@ def parse_test_suite(source: str, label: str = "<tests>") -> TestSuite:
     try:
         tree = ast.parse(source, filename=label)
     except SyntaxError as exc:
-        raise SandboxInputError(f"{label}: not valid Python ({exc.msg}, line {exc.lineno})") from exc
+        raise SandboxInputError(
+            f"{label}: not valid Python ({exc.msg}, line {exc.lineno})"
+        ) from exc
     setup: list[ast.stmt] = []
     cases: list[TestCase] = []
     needs_entry = False

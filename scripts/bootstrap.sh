@@ -160,9 +160,13 @@ test)
     .venv/bin/ruff format --check .
     step_done "ruff format done"
     step "step 4/4: mypy"
-    .venv/bin/mypy
+    # From outside the checkout: there, ./codeens would shadow the installed package
+    # whose codeens.sandbox, codeens.storage... map to the top-level folders.
+    (cd /tmp && "$REPO/.venv/bin/mypy" -p codeens --config-file "$REPO/pyproject.toml")
     step_done "mypy done"
     log "step 4/4: pytest $* (repo: $REPO)"
-    exec .venv/bin/python -m pytest "$@"
+    # The pytest script, not `python -m pytest`: the latter puts the checkout first on
+    # sys.path, where ./codeens lacks the mapped subpackages.
+    exec .venv/bin/pytest "$@"
     ;;
 esac

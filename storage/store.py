@@ -56,4 +56,4 @@ class Store:
 
     def integrity_ok(self) -> bool:
         with self.engine.connect() as conn:
-            return conn.execute(text("PRAGMA integrity_check")).scalar_one() == "ok"
+            return bool(conn.execute(text("PRAGMA integrity_check")).scalar_one() == "ok")

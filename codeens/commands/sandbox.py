@@ -70,8 +70,7 @@ def run(
     from codeens.sandbox.errors import SandboxInputError
     from codeens.sandbox.results import Limits, Verdict
     from codeens.sandbox.runner import run_all
-    from codeens.sandbox.testfile import check_candidate_source, load_test_suite
-    from codeens.sandbox.testfile import read_python_source
+    from codeens.sandbox.testfile import check_candidate_source, load_test_suite, read_python_source
     from codeens.storage import Store
 
     if timeout <= 0 or memory < 32 or workers < 1:
@@ -140,7 +139,8 @@ def _print_human(result: object) -> None:
         click.echo(f"    {result.message}")
     for test in result.tests:
         if test.outcome != "passed":
-            click.echo(f"    {test.outcome}: {test.name}: {test.message.splitlines()[-1:]}")
+            last = test.message.strip().splitlines()[-1:] or [""]
+            click.echo(f"    {test.outcome}: {test.name}: {last[0]}")
 
 
 def _log(message: str) -> None:

@@ -140,7 +140,7 @@ class Sandbox(ABC):
             tests_hash=suite.tests_hash,
         )
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
         """Release containers or other resources."""
 
     def __enter__(self) -> Sandbox:

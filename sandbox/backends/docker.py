@@ -72,7 +72,7 @@ def container_options(limits: Limits, image: str, owner: str) -> dict[str, Any]:
         "log_config": {"type": "json-file", "config": {"max-size": "1m", "max-file": "1"}},
         "environment": ENV,
         "hostname": "sandbox",
-        "working_dir": WORKDIR,
+        "working_dir": "/",  # a tmpfs that is also the working dir gets mode 0755
         "labels": {LABEL: "1", f"{LABEL}.owner": owner},
         "stop_signal": "SIGKILL",
     }
@@ -217,7 +217,7 @@ class DockerSandbox(Sandbox):
                 _kill_sandbox_uid(api, slot.cid)
             except DockerException:
                 pass
-        elif not out:
+        elif not out or b'"final": true' in out:
             slot.stop_server()  # the candidate took the driver down; restart it next run
         if (timed_out or not out) and not _running(api, slot.cid):
             self._discard(slot)

@@ -15,7 +15,13 @@ import sys
 import tempfile
 import time
 
-from codeens.sandbox.backends.base import Candidate, Sandbox, driver_input, driver_source, parse_report
+from codeens.sandbox.backends.base import (
+    Candidate,
+    Sandbox,
+    driver_input,
+    driver_source,
+    parse_report,
+)
 from codeens.sandbox.results import ExecutionResult, Verdict
 from codeens.sandbox.testfile import TestSuite
 

@@ -1,0 +1,213 @@
+"""The SQLite log: migrations, connection settings and concurrent writers, on real files."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+
+from codeens.storage import Execution, Store, default_db_path
+from codeens.storage import migrations as migrations_module
+from codeens.storage.db import BUSY_TIMEOUT_MS, ENV_VAR
+from codeens.storage.migrations import MIGRATIONS
+
+
+def _sqlite(path: Path) -> contextlib.closing[sqlite3.Connection]:
+    """A plain stdlib connection, independent of the code under test."""
+    return contextlib.closing(sqlite3.connect(path))
+
+
+def _row(n: int, run_id: str = "r") -> Execution:
+    return Execution(
+        run_id=run_id,
+        candidate=f"cand-{n}.py",
+        candidate_hash=f"c{n}",
+        tests_hash="t",
+        backend="process",
+        verdict="passed",
+        tests_total=1,
+        tests_passed=1,
+        duration_s=0.01 * n,
+    )
+
+
+def test_blank_database_is_migrated_to_the_model(tmp_path: Path) -> None:
+    db = tmp_path / "nested" / "log.db"
+    store = Store(db)
+    assert db.is_file(), "the folder and file are created on open"
+    assert store.schema_version() == len(MIGRATIONS)
+    assert store.integrity_ok()
+
+    with _sqlite(db) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+        info = conn.execute("PRAGMA table_info(executions)").fetchall()
+        index_cols = set()
+        for index in conn.execute("PRAGMA index_list(executions)").fetchall():
+            for col in conn.execute(f"PRAGMA index_info({index[1]})").fetchall():
+                index_cols.add(col[2])
+
+    # (name, nullable, primary key, declared type); an INTEGER PRIMARY KEY is the rowid
+    # and can never hold NULL whatever table_info's notnull flag says.
+    in_db = {
+        name: (not notnull and not pk, bool(pk), decl.upper())
+        for _cid, name, decl, notnull, _default, pk in info
+    }
+    dialect = sqlite_dialect.dialect()
+    in_model = {
+        col.name: (
+            bool(col.nullable) and not col.primary_key,
+            bool(col.primary_key),
+            col.type.compile(dialect=dialect).upper(),
+        )
+        for col in Execution.__table__.columns  # type: ignore[attr-defined]
+    }
+    assert list(in_db) == [c.name for c in Execution.__table__.columns]  # type: ignore[attr-defined]
+    assert in_db == in_model
+    model_indexed = {
+        col.name
+        for index in Execution.__table__.indexes  # type: ignore[attr-defined]
+        for col in index.columns
+    }
+    assert index_cols == model_indexed
+
+
+def test_rows_round_trip_through_the_model(tmp_path: Path) -> None:
+    store = Store(tmp_path / "log.db")
+    store.write(_row(1, "a"), _row(2, "b"), _row(3, "a"))
+    every = store.executions()
+    assert [r.candidate for r in every] == ["cand-3.py", "cand-2.py", "cand-1.py"]
+    assert all(r.id is not None and r.created_at is not None for r in every)
+    only_a = store.executions(run_id="a")
+    assert sorted(r.candidate for r in only_a) == ["cand-1.py", "cand-3.py"]
+    assert len(store.executions(limit=2)) == 2
+
+
+def test_reopening_is_idempotent(tmp_path: Path) -> None:
+    db = tmp_path / "log.db"
+    Store(db).write(_row(1))
+    with _sqlite(db) as conn:
+        first = conn.execute("SELECT name, applied_at FROM _codeens_migrations").fetchall()
+    assert [name for name, _ in first] == [name for name, _fn in MIGRATIONS]
+
+    Store(db)
+    again = Store(db)
+    assert again.schema_version() == len(MIGRATIONS)
+    with _sqlite(db) as conn:
+        second = conn.execute("SELECT name, applied_at FROM _codeens_migrations").fetchall()
+        count = conn.execute("SELECT count(*) FROM executions").fetchone()[0]
+    assert second == first
+    assert count == 1, "reopening must keep the rows"
+
+    # Applying the migrations to an up-to-date database does nothing at all.
+    with again.engine.connect() as conn:
+        assert migrations_module.apply(conn) == []
+        conn.rollback()
+
+
+def test_connections_use_wal_and_a_busy_timeout(tmp_path: Path) -> None:
+    db = tmp_path / "log.db"
+    store = Store(db)
+    with store.engine.connect() as conn:
+        assert conn.execute(text("PRAGMA journal_mode")).scalar_one().lower() == "wal"
+        busy = conn.execute(text("PRAGMA busy_timeout")).scalar_one()
+    assert busy == BUSY_TIMEOUT_MS
+    assert busy >= 1000, "writers must wait for the lock, not fail at once"
+    # WAL is a property of the file: a connection that set nothing sees it too.
+    with _sqlite(db) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal"
+
+
+def test_default_db_path_honours_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, isolated_db: Path
+) -> None:
+    assert default_db_path() == isolated_db
+    target = tmp_path / "elsewhere" / "mine.db"
+    monkeypatch.setenv(ENV_VAR, str(target))
+    assert default_db_path() == target
+    Store().write(_row(7))
+    assert target.is_file()
+    with _sqlite(target) as conn:
+        assert conn.execute("SELECT candidate FROM executions").fetchall() == [("cand-7.py",)]
+
+    monkeypatch.delenv(ENV_VAR)
+    fallback = default_db_path()
+    assert fallback != target
+    assert fallback.name == "codeens.db"
+
+
+WRITER = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    from codeens.storage import Execution, Store
+
+    db, worker, count, go = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4])
+    deadline = time.monotonic() + 60
+    while not go.exists():
+        if time.monotonic() > deadline:
+            sys.exit("no start signal")
+        time.sleep(0.005)
+    store = Store(db)  # every writer also races to migrate the blank file
+    for i in range(count):
+        store.write(
+            Execution(
+                run_id=f"w{worker}",
+                candidate=f"w{worker}-{i}",
+                candidate_hash=f"h{worker}-{i}",
+                tests_hash="t",
+                backend="process",
+                verdict="passed",
+                tests_total=1,
+                tests_passed=1,
+                duration_s=0.0,
+            )
+        )
+    print("done", worker)
+    """
+)
+
+
+def test_concurrent_writers_lose_nothing(tmp_path: Path) -> None:
+    workers, per_worker = 4, 150
+    db = tmp_path / "shared.db"
+    go = tmp_path / "go"
+    script = tmp_path / "writer.py"
+    script.write_text(WRITER, encoding="utf-8")
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(db), str(w), str(per_worker), str(go)],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for w in range(workers)
+    ]
+    time.sleep(0.5)  # let every interpreter import and wait at the start line
+    go.touch()
+    results = [p.communicate(timeout=120) for p in procs]
+    for proc, (out, err) in zip(procs, results, strict=True):
+        assert proc.returncode == 0, err
+        assert out.startswith("done"), (out, err)
+
+    store = Store(db)
+    assert store.integrity_ok()
+    assert store.schema_version() == len(MIGRATIONS)
+    with _sqlite(db) as conn:
+        ordered = conn.execute("SELECT run_id, candidate FROM executions ORDER BY id").fetchall()
+        applied = conn.execute("SELECT count(*) FROM _codeens_migrations").fetchone()[0]
+    names = [candidate for _run, candidate in ordered]
+    assert len(names) == workers * per_worker
+    assert set(names) == {f"w{w}-{i}" for w in range(workers) for i in range(per_worker)}
+    assert applied == len(MIGRATIONS), "the racing openers migrated exactly once"
+    # The writers really ran at the same time: their rows interleave in commit order.
+    switches = sum(1 for a, b in zip(ordered, ordered[1:], strict=False) if a[0] != b[0])
+    assert switches > workers, f"writers did not overlap ({switches} switches)"
