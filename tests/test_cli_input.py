@@ -9,10 +9,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_cli
 
 from codeens.sandbox.testfile import parse_test_suite
 from codeens.storage import Execution, Store
+from conftest import REPO, run_cli
 
 EXAMPLES = REPO / "examples" / "sandbox"
 GOOD = EXAMPLES / "candidate_good.py"
@@ -250,7 +250,7 @@ def _check_example(results: list[dict[str, object]], db: Path, backend: str) -> 
     by_path = {r["candidate"]: r for r in results}
     assert sorted(by_path) == sorted([str(GOOD), str(BAD)])
     for result in results:
-        assert RESULT_KEYS <= set(result), set(result)
+        assert set(result) >= RESULT_KEYS, set(result)
         assert result["backend"] == backend
         assert result["tests_total"] == len(suite.cases)
         assert result["tests_hash"] == suite.tests_hash

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import sqlite3
 import subprocess
 import sys
@@ -209,5 +210,5 @@ def test_concurrent_writers_lose_nothing(tmp_path: Path) -> None:
     assert set(names) == {f"w{w}-{i}" for w in range(workers) for i in range(per_worker)}
     assert applied == len(MIGRATIONS), "the racing openers migrated exactly once"
     # The writers really ran at the same time: their rows interleave in commit order.
-    switches = sum(1 for a, b in zip(ordered, ordered[1:], strict=False) if a[0] != b[0])
+    switches = sum(1 for a, b in itertools.pairwise(ordered) if a[0] != b[0])
     assert switches > workers, f"writers did not overlap ({switches} switches)"
