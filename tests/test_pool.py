@@ -24,7 +24,8 @@ def test_workers_bound_the_containers_and_every_candidate_gets_a_result(
     candidates = [
         Candidate(
             f"c{i}.py",
-            f"import time\ndef slow(x):\n    time.sleep(0.4)\n    return x{'' if i % 2 else ' + 1'}\n",
+            "import time\ndef slow(x):\n    time.sleep(0.4)\n"
+            f"    return x{'' if i % 2 else ' + 1'}\n",
         )
         for i in range(6)
     ]
