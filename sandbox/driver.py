@@ -545,10 +545,13 @@ def _drive(req, zygote):
                     run.violation = "oversized report from the candidate process"
         if run.killed_for or run.violation or run.finished:
             break
-    _kill_group(pid)
+    if not run.finished:
+        _kill_group(pid)
     for fd in (ctl_w, res_r, out_r):
         os.close(fd)
-    reaped, _ = zygote.call({"op": "reap", "pid": pid, "timeout": 2.0}, 5.0)
+    # A finished child exits by itself on "done"; give it a moment so its exit status is
+    # its own, then the group is killed anyway to remove anything it left running.
+    reaped, _ = zygote.call({"op": "reap", "pid": pid, "timeout": 0.5}, 5.0)
     _kill_group(pid)
     status = reaped["status"]
     return _report(run, status, reaped["rusage"], time.monotonic() - started)

@@ -156,6 +156,13 @@ def _check_cases(check: ast.FunctionDef) -> list[TestCase]:
 def parse_test_suite(source: str, label: str = "<tests>") -> TestSuite:
     """Parse test source into a :class:`TestSuite`; raises SandboxInputError when unusable."""
     try:
+        return _parse_test_suite(source, label)
+    except (RecursionError, MemoryError) as exc:
+        raise SandboxInputError(f"{label}: nested too deeply to parse") from exc
+
+
+def _parse_test_suite(source: str, label: str) -> TestSuite:
+    try:
         tree = ast.parse(source, filename=label)
     except SyntaxError as exc:
         raise SandboxInputError(
@@ -200,7 +207,7 @@ def read_python_source(path: Path, what: str) -> str:
     if b"\x00" in data:
         raise SandboxInputError(f"{what} {path}: binary file, not Python source")
     try:
-        text = data.decode("utf-8")
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise SandboxInputError(f"{what} {path}: not UTF-8 text") from exc
     if not text.strip():
@@ -217,6 +224,8 @@ def check_candidate_source(source: str, label: str) -> None:
     """Raise SandboxInputError when a candidate is not valid Python."""
     try:
         compile(source, label, "exec", dont_inherit=True)
+    except (RecursionError, MemoryError) as exc:
+        raise SandboxInputError(f"candidate {label}: nested too deeply to compile") from exc
     except (SyntaxError, ValueError) as exc:
         line = getattr(exc, "lineno", None)
         where = f", line {line}" if line else ""
@@ -227,7 +236,7 @@ def default_entry_point(source: str) -> str | None:
     """The candidate's last top-level public function, the usual HumanEval entry point."""
     try:
         tree = ast.parse(source)
-    except SyntaxError:
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
         return None
     names = [
         s.name

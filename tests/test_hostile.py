@@ -495,7 +495,19 @@ def _files(box: DockerSandbox) -> str:
 
 
 def _host_tmp() -> set[str]:
-    return {name for name in os.listdir("/tmp") if not name.startswith("pytest-of-")}
+    """codeens' own temporary files on the host (other programs' come and go)."""
+    return {name for name in os.listdir("/tmp") if name.startswith("codeens")}
+
+
+def _container_diff(box: DockerSandbox) -> list[tuple[str, int]]:
+    """Changes to the container's own file system layer (only the mount points: tmpfs
+    contents are not in it, and the root is read-only)."""
+    client = docker.from_env()
+    try:
+        changes = client.api.diff(next(iter(box._all))) or []
+        return sorted((c["Path"], c["Kind"]) for c in changes)
+    finally:
+        client.close()
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
@@ -509,6 +521,7 @@ def test_hostile_program(
     monkeypatch.setenv(SECRET_ENV, SECRET_VALUE)
     containers_before = _sandbox_containers()
     host_tmp_before = _host_tmp()
+    diff_before = _container_diff(docker_box)
     candidate = case.candidate.replace("HOSTPORT", host_server).replace("HOSTFILE", str(host_file))
 
     result = run_box(docker_box, candidate, case.tests)
@@ -524,6 +537,7 @@ def test_hostile_program(
     assert _files(docker_box).split() == ["/dev/shm:", "/tmp:", "/work:"]
     assert _sandbox_containers() == containers_before
     assert _host_tmp() - host_tmp_before == set()
+    assert _container_diff(docker_box) == diff_before
 
 
 def _sandbox_containers() -> set[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import uuid
 from pathlib import Path
@@ -41,9 +42,20 @@ def build(base: str, image: str | None, force: bool) -> None:
 @sandbox.command()
 @click.argument("candidates", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--tests", "tests_path", required=True, type=click.Path(path_type=Path))
-@click.option("--timeout", type=float, default=10.0, show_default=True, help="Seconds.")
-@click.option("--memory", type=int, default=512, show_default=True, help="Megabytes.")
-@click.option("--workers", type=int, default=2, show_default=True, help="Parallel runs.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(0.01, 3600.0),
+    callback=lambda _ctx, _param, value: _finite(value),
+    default=10.0,
+    show_default=True,
+    help="Seconds per candidate.",
+)
+@click.option(
+    "--memory", type=click.IntRange(32, 65536), default=512, show_default=True, help="Megabytes."
+)
+@click.option(
+    "--workers", type=click.IntRange(1, 64), default=2, show_default=True, help="Parallel runs."
+)
 @click.option("--backend", default="docker", show_default=True, help="docker or process.")
 @click.option("--entry-point", default=None, help="Function that check(candidate) receives.")
 @click.option("--image", default=None, help="Sandbox image tag (docker backend).")
@@ -73,8 +85,6 @@ def run(
     from codeens.sandbox.testfile import check_candidate_source, load_test_suite, read_python_source
     from codeens.storage import Store
 
-    if timeout <= 0 or memory < 32 or workers < 1:
-        raise InputError("--timeout must be > 0, --memory >= 32 and --workers >= 1")
     try:
         factory = SANDBOXES.get(backend)
         suite = load_test_suite(tests_path)
@@ -141,6 +151,12 @@ def _print_human(result: object) -> None:
         if test.outcome != "passed":
             last = test.message.strip().splitlines()[-1:] or [""]
             click.echo(f"    {test.outcome}: {test.name}: {last[0]}")
+
+
+def _finite(value: float) -> float:
+    if not math.isfinite(value):
+        raise click.BadParameter("must be a finite number of seconds")
+    return value
 
 
 def _log(message: str) -> None:
