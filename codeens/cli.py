@@ -12,7 +12,11 @@ from codeens import __version__
 
 # name -> "module:attribute"; nothing here is imported until the command runs.
 COMMANDS = {
+    "logs": "codeens.commands.logs:logs",
+    "models": "codeens.commands.models:models_command",
     "sandbox": "codeens.commands.sandbox:sandbox",
+    "solve": "codeens.commands.solve:solve",
+    "strategies": "codeens.commands.strategies:strategies_command",
 }
 
 

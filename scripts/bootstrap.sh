@@ -136,8 +136,24 @@ fi
 # Strict editable mode: pyproject maps top-level folders into the codeens namespace, and
 # mypy must follow the resulting link tree. Files added later need a re-install, hence
 # this runs every time (quick when everything is satisfied).
+# torch first and pinned: 2.13.0 is the CPU build this kind of machine offers; an unpinned
+# torch, asked for by transformers, would pull several GB of CUDA wheels.
+if ! .venv/bin/python -c 'import torch' >/dev/null 2>&1; then
+    log "pip install torch==2.13.0"
+    .venv/bin/pip install -q torch==2.13.0 </dev/null
+fi
+# llama-cpp-python has no wheel on the registry and takes minutes to compile: build it
+# once per machine into a wheel cache and install from there afterwards.
+WHEELS=${CODEENS_WHEEL_CACHE:-$HOME/.cache/codeens/wheels}
+LLAMA_VERSION=$(sed -n 's/.*"llama-cpp-python==\([0-9.]*\)".*/\1/p' pyproject.toml)
+mkdir -p "$WHEELS"
+if ! ls "$WHEELS"/llama_cpp_python-"$LLAMA_VERSION"-*.whl >/dev/null 2>&1; then
+    log "building llama-cpp-python $LLAMA_VERSION once into $WHEELS (several minutes)"
+    .venv/bin/pip wheel -q --no-deps "llama-cpp-python==$LLAMA_VERSION" -w "$WHEELS" </dev/null
+fi
 log "pip install -e '.[dev]' (strict editable)"
-.venv/bin/pip install -q -e '.[dev]' --config-settings editable_mode=strict </dev/null
+.venv/bin/pip install -q --find-links "$WHEELS" -e '.[dev]' \
+    --config-settings editable_mode=strict </dev/null
 step_done "step 2/4 done"
 
 # --- c. Sandbox image (a no-op when it exists) ------------------------------------------

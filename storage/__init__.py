@@ -4,7 +4,15 @@ This package is a leaf: it imports nothing else from codeens.
 """
 
 from codeens.storage.db import default_db_path
-from codeens.storage.models import Execution
+from codeens.storage.models import Decision, Execution, Generation, Problem, Run
 from codeens.storage.store import Store
 
-__all__ = ["Execution", "Store", "default_db_path"]
+__all__ = [
+    "Decision",
+    "Execution",
+    "Generation",
+    "Problem",
+    "Run",
+    "Store",
+    "default_db_path",
+]

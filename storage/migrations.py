@@ -71,3 +71,91 @@ def apply(conn: Connection) -> list[str]:
 
 def schema_version() -> int:
     return len(MIGRATIONS)
+
+
+@migration
+def m002_runs_generations_decisions(conn: Connection) -> None:
+    conn.execute(
+        text(
+            """
+            CREATE TABLE runs (
+                id VARCHAR PRIMARY KEY,
+                created_at DATETIME NOT NULL,
+                kind VARCHAR NOT NULL,
+                problem_hash VARCHAR,
+                problem_path VARCHAR NOT NULL,
+                strategy VARCHAR NOT NULL,
+                status VARCHAR NOT NULL,
+                models_json VARCHAR NOT NULL,
+                config_json VARCHAR NOT NULL,
+                wall_s FLOAT NOT NULL,
+                input_tokens INTEGER NOT NULL,
+                output_tokens INTEGER NOT NULL,
+                cost FLOAT NOT NULL,
+                solution VARCHAR,
+                summary_json VARCHAR NOT NULL
+            )
+            """
+        )
+    )
+    conn.execute(text("CREATE INDEX ix_runs_problem_hash ON runs (problem_hash)"))
+    conn.execute(
+        text(
+            """
+            CREATE TABLE problems (
+                hash VARCHAR PRIMARY KEY,
+                created_at DATETIME NOT NULL,
+                path VARCHAR NOT NULL,
+                source VARCHAR NOT NULL,
+                visible_tests VARCHAR NOT NULL
+            )
+            """
+        )
+    )
+    conn.execute(
+        text(
+            """
+            CREATE TABLE generations (
+                id INTEGER PRIMARY KEY,
+                created_at DATETIME NOT NULL,
+                run_id VARCHAR,
+                target VARCHAR NOT NULL,
+                model VARCHAR NOT NULL,
+                backend VARCHAR NOT NULL,
+                request_key VARCHAR NOT NULL,
+                prompt VARCHAR NOT NULL,
+                params_json VARCHAR NOT NULL,
+                seed INTEGER NOT NULL,
+                raw_output VARCHAR NOT NULL,
+                code VARCHAR,
+                code_hash VARCHAR,
+                input_tokens INTEGER NOT NULL,
+                output_tokens INTEGER NOT NULL,
+                mean_logprob FLOAT,
+                latency_s FLOAT NOT NULL,
+                cost FLOAT NOT NULL,
+                cached_from INTEGER,
+                error VARCHAR NOT NULL
+            )
+            """
+        )
+    )
+    for column in ("run_id", "model", "request_key", "code_hash"):
+        conn.execute(text(f"CREATE INDEX ix_generations_{column} ON generations ({column})"))
+    conn.execute(
+        text(
+            """
+            CREATE TABLE decisions (
+                id INTEGER PRIMARY KEY,
+                created_at DATETIME NOT NULL,
+                run_id VARCHAR NOT NULL,
+                target VARCHAR NOT NULL,
+                strategy VARCHAR NOT NULL,
+                status VARCHAR NOT NULL,
+                chosen_hash VARCHAR,
+                trace_json VARCHAR NOT NULL
+            )
+            """
+        )
+    )
+    conn.execute(text("CREATE INDEX ix_decisions_run_id ON decisions (run_id)"))

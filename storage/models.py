@@ -31,3 +31,79 @@ class Execution(SQLModel, table=True):
     message: str = ""
     tests_json: str = "[]"
     resources_json: str = "{}"
+
+
+class Run(SQLModel, table=True):
+    """One command invocation that produced candidates and a decision."""
+
+    __tablename__ = "runs"
+
+    id: str = Field(primary_key=True)
+    created_at: datetime = Field(default_factory=_now)
+    kind: str = "solve"
+    problem_hash: str | None = Field(default=None, index=True)
+    problem_path: str = ""
+    strategy: str = ""
+    status: str = "running"
+    models_json: str = "[]"
+    config_json: str = "{}"
+    wall_s: float = 0.0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost: float = 0.0
+    solution: str | None = None
+    summary_json: str = "{}"
+
+
+class Problem(SQLModel, table=True):
+    """A problem file as it was when solved (by content hash)."""
+
+    __tablename__ = "problems"
+
+    hash: str = Field(primary_key=True)
+    created_at: datetime = Field(default_factory=_now)
+    path: str = ""
+    source: str = ""
+    visible_tests: str = ""
+
+
+class Generation(SQLModel, table=True):
+    """One sampled completion: what was asked, what came back, what it cost."""
+
+    __tablename__ = "generations"
+
+    id: int | None = Field(default=None, primary_key=True)
+    created_at: datetime = Field(default_factory=_now)
+    run_id: str | None = Field(default=None, index=True)
+    target: str = ""
+    model: str = Field(index=True)
+    backend: str
+    request_key: str = Field(index=True)
+    prompt: str
+    params_json: str
+    seed: int
+    raw_output: str
+    code: str | None = None
+    code_hash: str | None = Field(default=None, index=True)
+    input_tokens: int = 0
+    output_tokens: int = 0
+    mean_logprob: float | None = None
+    latency_s: float = 0.0
+    cost: float = 0.0
+    cached_from: int | None = None
+    error: str = ""
+
+
+class Decision(SQLModel, table=True):
+    """A strategy's choice for one target function, with its trace."""
+
+    __tablename__ = "decisions"
+
+    id: int | None = Field(default=None, primary_key=True)
+    created_at: datetime = Field(default_factory=_now)
+    run_id: str = Field(index=True)
+    target: str
+    strategy: str
+    status: str
+    chosen_hash: str | None = None
+    trace_json: str = "{}"

@@ -10,7 +10,7 @@ from sqlmodel import Session, SQLModel, col, select
 
 from codeens.storage import migrations
 from codeens.storage.db import default_db_path, make_engine
-from codeens.storage.models import Execution
+from codeens.storage.models import Decision, Execution, Generation, Run
 
 
 class Store:
@@ -34,13 +34,23 @@ class Store:
             conn.exec_driver_sql("COMMIT")
 
     def write(self, *rows: SQLModel) -> None:
-        """Insert rows in one transaction: every record goes through here."""
+        """Insert or update rows in one transaction: every record goes through here.
+
+        Rows whose primary key is set are merged (a run updated at its end, a problem seen
+        before); the others are inserted and get their new id.
+        """
         with Session(self.engine) as session:
             session.connection().exec_driver_sql("BEGIN IMMEDIATE")
+            added = []
             for row in rows:
-                session.add(row)
+                keys = [getattr(row, c.name) for c in row.__table__.primary_key.columns]  # type: ignore[attr-defined]
+                if all(k is not None for k in keys):
+                    session.merge(row)
+                else:
+                    session.add(row)
+                    added.append(row)
             session.commit()
-            for row in rows:
+            for row in added:
                 session.refresh(row)
 
     def executions(self, run_id: str | None = None, limit: int = 100) -> Sequence[Execution]:
@@ -49,6 +59,39 @@ class Store:
             if run_id is not None:
                 query = query.where(Execution.run_id == run_id)
             return session.exec(query).all()
+
+    def cached_generation(self, request_key: str) -> Generation | None:
+        """The first successful generation made for this exact request, if any."""
+        with Session(self.engine) as session:
+            query = (
+                select(Generation)
+                .where(Generation.request_key == request_key, Generation.error == "")
+                .where(col(Generation.cached_from).is_(None))
+                .order_by(col(Generation.id))
+                .limit(1)
+            )
+            return session.exec(query).first()
+
+    def runs(self, limit: int = 20) -> Sequence[Run]:
+        with Session(self.engine) as session:
+            query = select(Run).order_by(col(Run.created_at).desc()).limit(limit)
+            return session.exec(query).all()
+
+    def run(self, run_id: str) -> Run | None:
+        """A run by id or by a unique id prefix."""
+        with Session(self.engine) as session:
+            found = session.exec(select(Run).where(col(Run.id).startswith(run_id)).limit(2)).all()
+            return found[0] if len(found) == 1 else None
+
+    def generations(self, run_id: str) -> Sequence[Generation]:
+        with Session(self.engine) as session:
+            query = select(Generation).where(Generation.run_id == run_id)
+            return session.exec(query.order_by(col(Generation.id))).all()
+
+    def decisions(self, run_id: str) -> Sequence[Decision]:
+        with Session(self.engine) as session:
+            query = select(Decision).where(Decision.run_id == run_id)
+            return session.exec(query.order_by(col(Decision.id))).all()
 
     def schema_version(self) -> int:
         with self.engine.connect() as conn:

@@ -10,12 +10,13 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
-from codeens.storage import Execution, Store, default_db_path
+from codeens.storage import Decision, Execution, Generation, Problem, Run, Store, default_db_path
 from codeens.storage import migrations as migrations_module
 from codeens.storage.db import BUSY_TIMEOUT_MS, ENV_VAR
 from codeens.storage.migrations import MIGRATIONS
@@ -24,6 +25,9 @@ from codeens.storage.migrations import MIGRATIONS
 def _sqlite(path: Path) -> contextlib.closing[sqlite3.Connection]:
     """A plain stdlib connection, independent of the code under test."""
     return contextlib.closing(sqlite3.connect(path))
+
+
+TABLES = [Execution, Run, Problem, Generation, Decision]
 
 
 def _row(n: int, run_id: str = "r") -> Execution:
@@ -40,18 +44,22 @@ def _row(n: int, run_id: str = "r") -> Execution:
     )
 
 
-def test_blank_database_is_migrated_to_the_model(tmp_path: Path) -> None:
+@pytest.mark.parametrize("model", TABLES, ids=lambda m: m.__tablename__)
+def test_blank_database_is_migrated_to_the_model(tmp_path: Path, model: Any) -> None:
     db = tmp_path / "nested" / "log.db"
     store = Store(db)
     assert db.is_file(), "the folder and file are created on open"
     assert store.schema_version() == len(MIGRATIONS)
     assert store.integrity_ok()
+    table = model.__table__
 
     with _sqlite(db) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
-        info = conn.execute("PRAGMA table_info(executions)").fetchall()
+        info = conn.execute(f"PRAGMA table_info({table.name})").fetchall()
         index_cols = set()
-        for index in conn.execute("PRAGMA index_list(executions)").fetchall():
+        for index in conn.execute(f"PRAGMA index_list({table.name})").fetchall():
+            if index[3] == "pk":  # the implicit index of a non-integer primary key
+                continue
             for col in conn.execute(f"PRAGMA index_info({index[1]})").fetchall():
                 index_cols.add(col[2])
 
@@ -68,15 +76,11 @@ def test_blank_database_is_migrated_to_the_model(tmp_path: Path) -> None:
             bool(col.primary_key),
             col.type.compile(dialect=dialect).upper(),
         )
-        for col in Execution.__table__.columns  # type: ignore[attr-defined]
+        for col in table.columns
     }
-    assert list(in_db) == [c.name for c in Execution.__table__.columns]  # type: ignore[attr-defined]
+    assert list(in_db) == [c.name for c in table.columns]
     assert in_db == in_model
-    model_indexed = {
-        col.name
-        for index in Execution.__table__.indexes  # type: ignore[attr-defined]
-        for col in index.columns
-    }
+    model_indexed = {col.name for index in table.indexes for col in index.columns}
     assert index_cols == model_indexed
 
 

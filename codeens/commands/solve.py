@@ -1,0 +1,183 @@
+"""``codeens solve``: a verified implementation of the stubs in a Python file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from codeens.errors import InputError
+
+
+@click.command()
+@click.argument("problem_path", metavar="PROBLEM", type=click.Path(path_type=Path))
+@click.option("--tests", "extra_tests", multiple=True, type=click.Path(path_type=Path),
+              help="Extra test file (repeatable); test_<name>.py beside PROBLEM is automatic.")
+@click.option("--models", "model_names", default=None,
+              help="Comma-separated model names from the config (default: all).")
+@click.option("--samples", type=click.IntRange(1, 200), default=None,
+              help="Candidates per model (default from config: 4).")
+@click.option("--strategy", "strategy_name", default=None, help="See `codeens strategies`.")
+@click.option("--seed", type=int, default=None, help="Base sampling seed.")
+@click.option("--backend", default=None, help="Sandbox backend: docker or process.")
+@click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
+              help="Config file (default: ./codeens.toml, else the embedded models).")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Write the solution here instead of stdout.")
+@click.option("--db", type=click.Path(path_type=Path), default=None, help="SQLite log file.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object with everything.")
+@click.option("--quiet", is_flag=True, help="No progress display.")
+@click.pass_context
+def solve(
+    ctx: click.Context,
+    problem_path: Path,
+    extra_tests: tuple[Path, ...],
+    model_names: str | None,
+    samples: int | None,
+    strategy_name: str | None,
+    seed: int | None,
+    backend: str | None,
+    config_path: Path | None,
+    out: Path | None,
+    db: Path | None,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Generate candidates for every stub in PROBLEM, verify them, print the solution.
+
+    Exit code 0 when every stub is solved (the chosen candidate passes every visible test),
+    1 when not, 2 for bad input.
+    """
+    from codeens.config import ConfigError, load_config
+    from codeens.problem import ProblemError, load_problem
+    from codeens.progress import Progress
+    from codeens.registry import UnknownName
+    from codeens.solve import AllModelsFailed, load_strategy, solve
+    from codeens.storage import Store
+
+    try:
+        config, _ = load_config(config_path)
+        overrides: dict[str, Any] = {}
+        if seed is not None:
+            overrides["seed"] = seed
+        if backend is not None:
+            overrides["sandbox"] = config.sandbox.model_copy(update={"backend": backend})
+        config = config.model_copy(update=overrides)
+        names = [n.strip() for n in model_names.split(",") if n.strip()] if model_names else []
+        models = [config.model(n) for n in names] if names else list(config.models)
+        strategy = load_strategy(strategy_name or config.strategy, config)
+        from codeens.sandbox.backends.base import SANDBOXES
+
+        SANDBOXES.get(config.sandbox.backend)
+        problem = load_problem(problem_path, list(extra_tests))
+    except (ConfigError, ProblemError, UnknownName) as exc:
+        raise InputError(str(exc).strip("'\"")) from exc
+
+    store = Store(db)
+    try:
+        with Progress(enabled=None if not quiet else False) as progress:
+            report = solve(
+                problem,
+                config,
+                models=models,
+                strategy=strategy,
+                samples=samples or config.samples,
+                store=store,
+                progress=progress,
+            )
+    except AllModelsFailed as exc:
+        raise click.ClickException(str(exc)) from exc
+
+    for name, reason in report.failures.items():
+        click.echo(f"warning: model {name} failed: {reason}", err=True)
+    if as_json:
+        click.echo(json.dumps(report_json(report)))
+    elif out is not None:
+        out.write_text(report.solution, encoding="utf-8")
+    else:
+        click.echo(report.solution, nl=not report.solution.endswith("\n"))
+    if out is not None and as_json:
+        out.write_text(report.solution, encoding="utf-8")
+    if not as_json:
+        for line in summary_lines(report):
+            click.echo(line, err=True)
+    ctx.exit(0 if report.status == "solved" else 1)
+
+
+def summary_lines(report: Any) -> list[str]:
+    """A short human summary: which model won, pass rate, cost, time."""
+    lines = []
+    for target in report.targets:
+        chosen = target.decision.chosen
+        if chosen is None or chosen.result is None:
+            lines.append(f"{target.status}: {target.stub.name}: no candidate could run")
+            continue
+        result = chosen.result
+        lines.append(
+            f"{target.status}: {target.stub.name} by {', '.join(chosen.models)} "
+            f"({result.tests_passed}/{result.tests_total} visible tests, "
+            f"{len(target.context.candidates())} distinct of "
+            f"{len(target.context.all_samples)} samples)"
+        )
+    lines.append(
+        f"run {report.run_id}: {report.status}, {report.input_tokens}+{report.output_tokens} "
+        f"tokens, cost {report.cost:.6f}, {report.wall_s:.1f} s"
+    )
+    return lines
+
+
+def report_json(report: Any) -> dict[str, Any]:
+    """Everything about the run as one JSON-ready object."""
+    chosen: dict[str, Any] = {}
+    candidates: list[dict[str, Any]] = []
+    traces: dict[str, Any] = {}
+    for target in report.targets:
+        decision = target.decision
+        traces[target.stub.name] = decision.trace
+        if decision.chosen is not None:
+            result = decision.chosen.result
+            chosen[target.stub.name] = {
+                "candidate": decision.chosen.hash[:12],
+                "models": decision.chosen.models,
+                "pass_rate": result.pass_rate if result else None,
+                "status": target.status,
+            }
+        first_of: dict[str, int | None] = {}
+        pool = {c.hash: c for c in target.context.candidates()}
+        for sample in target.context.all_samples:
+            row = sample.row
+            record = pool.get(row.code_hash or "")
+            result = record.result if record else None
+            duplicate_of = None
+            if row.code_hash is not None:
+                if row.code_hash in first_of:
+                    duplicate_of = first_of[row.code_hash]
+                else:
+                    first_of[row.code_hash] = row.id
+            candidates.append(
+                {
+                    "target": target.stub.name,
+                    "generation": row.id,
+                    "model": row.model,
+                    "candidate": row.code_hash[:12] if row.code_hash else None,
+                    "verdict": str(result.verdict) if result else "rejected",
+                    "tests_passed": result.tests_passed if result else 0,
+                    "tests_total": result.tests_total if result else 0,
+                    "duplicate_of": duplicate_of,
+                    "cached": row.cached_from is not None,
+                }
+            )
+    return {
+        "run_id": report.run_id,
+        "status": report.status,
+        "solution": report.solution,
+        "chosen": chosen,
+        "candidates": candidates,
+        "tokens": {"input": report.input_tokens, "output": report.output_tokens},
+        "cost": report.cost,
+        "wall_s": round(report.wall_s, 3),
+        "failures": report.failures,
+        "trace": traces,
+    }

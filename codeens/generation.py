@@ -1,0 +1,151 @@
+"""Asking models for completions: loading, pricing, logging and the request cache.
+
+Every backend goes through :class:`Generator`, so every completion is priced and logged the
+same way, and an identical request (same model, prompt, sampling parameters and seed) is
+served from the log instead of being generated again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from dataclasses import dataclass
+
+from codeens.models.base import MODELS, Completion, Model, ModelConfig, Prompt, SamplingParams
+from codeens.storage import Generation, Store
+
+
+@dataclass
+class Sample:
+    """One completion on its way through the pipeline, with its log row."""
+
+    model: ModelConfig
+    row: Generation
+
+    @property
+    def text(self) -> str:
+        return self.row.raw_output
+
+
+def request_key(model: ModelConfig, prompt_text: str, params: SamplingParams, seed: int) -> str:
+    """What makes two requests identical: the model's identity, the prompt, params, seed."""
+    identity = {
+        "model": model.name,
+        "backend": model.backend,
+        "location": model.location,
+        "chat": model.chat,
+        "options": model.options,
+        "prompt": prompt_text,
+        "params": params.model_dump(mode="json"),
+        "seed": seed,
+    }
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+
+
+def price(model: ModelConfig, completion: Completion, seconds: float) -> float:
+    """Cost from the configured prices: per token, per second, or both."""
+    return (
+        completion.input_tokens * model.price_input_per_mtok / 1e6
+        + completion.output_tokens * model.price_output_per_mtok / 1e6
+        + seconds * model.price_per_second
+    )
+
+
+class Generator:
+    """Loads models on first use and returns logged, priced samples."""
+
+    def __init__(self, store: Store, run_id: str) -> None:
+        self.store = store
+        self.run_id = run_id
+        self._models: dict[str, Model] = {}
+        self._lock = threading.Lock()
+
+    def model(self, config: ModelConfig) -> Model:
+        with self._lock:
+            if config.name not in self._models:
+                factory = MODELS.get(config.backend)
+                self._models[config.name] = factory(config)
+            return self._models[config.name]
+
+    def sample(
+        self,
+        config: ModelConfig,
+        prompt: Prompt,
+        n: int,
+        seed: int,
+        target: str,
+        params: SamplingParams | None = None,
+    ) -> list[Sample]:
+        """``n`` samples with seeds ``seed .. seed+n-1``, cached ones taken from the log.
+
+        Rows are returned unsaved: the caller adds the extracted code and writes them.
+        Raises whatever the backend raises when it cannot generate (ModelUnavailable...).
+        """
+        params = params or config.sampling
+        text = prompt.text_for(config.chat)
+        keys = [request_key(config, text, params, seed + i) for i in range(n)]
+        samples: list[Sample | None] = []
+        for i, key in enumerate(keys):
+            hit = self.store.cached_generation(key)
+            samples.append(None if hit is None else self._from_cache(config, hit, target, i))
+        missing = [i for i, s in enumerate(samples) if s is None]
+        if missing:
+            # One call for a contiguous run keeps batching backends efficient.
+            first = missing[0]
+            count = missing[-1] - first + 1
+            model = self.model(config)
+            started = time.perf_counter()
+            completions = model.complete(prompt, count, params, seed + first)
+            elapsed = time.perf_counter() - started
+            share = elapsed / max(1, len(completions))
+            for offset, completion in enumerate(completions[:count]):
+                i = first + offset
+                if samples[i] is not None:
+                    continue
+                samples[i] = Sample(
+                    config,
+                    Generation(
+                        run_id=self.run_id,
+                        target=target,
+                        model=config.name,
+                        backend=config.backend,
+                        request_key=keys[i],
+                        prompt=text,
+                        params_json=params.model_dump_json(),
+                        seed=seed + i,
+                        raw_output=completion.text,
+                        input_tokens=completion.input_tokens,
+                        output_tokens=completion.output_tokens,
+                        mean_logprob=completion.mean_logprob,
+                        latency_s=share,
+                        cost=price(config, completion, share),
+                    ),
+                )
+        return [s for s in samples if s is not None]
+
+    def _from_cache(self, config: ModelConfig, hit: Generation, target: str, i: int) -> Sample:
+        row = Generation(
+            run_id=self.run_id,
+            target=target,
+            model=hit.model,
+            backend=hit.backend,
+            request_key=hit.request_key,
+            prompt=hit.prompt,
+            params_json=hit.params_json,
+            seed=hit.seed,
+            raw_output=hit.raw_output,
+            input_tokens=hit.input_tokens,
+            output_tokens=hit.output_tokens,
+            mean_logprob=hit.mean_logprob,
+            latency_s=0.0,
+            cost=0.0,
+            cached_from=hit.id,
+        )
+        return Sample(config, row)
+
+    def close(self) -> None:
+        for model in self._models.values():
+            model.close()
+        self._models.clear()

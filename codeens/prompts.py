@@ -1,0 +1,38 @@
+"""What the models are asked: a chat prompt for instruction models, a prefix for base ones."""
+
+from __future__ import annotations
+
+from codeens.models.base import Prompt
+from codeens.problem import Problem, Stub
+
+SYSTEM = (
+    "You are a careful Python programmer. You write correct, complete, self-contained "
+    "implementations that pass their tests."
+)
+MAX_TESTS_SHOWN = 1500
+
+
+def context_before(problem: Problem, stub: Stub) -> str:
+    """The file up to the stub: imports, helpers and constants the body may use."""
+    return problem.source[: stub.start_byte].rstrip() + "\n\n" if stub.start_byte else ""
+
+
+def solve_prompt(problem: Problem, stub: Stub, tests: str, feedback: str = "") -> Prompt:
+    """The prompt for one target function; ``feedback`` is extra context from a strategy."""
+    shown = tests if len(tests) <= MAX_TESTS_SHOWN else tests[:MAX_TESTS_SHOWN] + "\n# ...\n"
+    parts = [
+        f"Implement the Python function `{stub.name}`. Keep its name and signature.",
+        "Reply with one ```python code block containing the complete function and any "
+        "imports or helper functions it needs; no example usage.",
+        f"```python\n{context_before(problem, stub)}{stub.prompt_text}\n```",
+    ]
+    if shown.strip():
+        parts.append(f"It must pass these tests:\n```python\n{shown.strip()}\n```")
+    if feedback:
+        parts.append(feedback)
+    messages = (
+        {"role": "system", "content": SYSTEM},
+        {"role": "user", "content": "\n\n".join(parts)},
+    )
+    prefix = context_before(problem, stub) + stub.prompt_text.rstrip() + "\n"
+    return Prompt(messages=messages, prefix=prefix)

@@ -1,0 +1,329 @@
+"""The solve pipeline: problem -> prompts -> samples -> candidates -> executions -> decision.
+
+:class:`SolveContext` is what a strategy works with for one target function: it generates
+samples (logged and cached by :mod:`codeens.generation`), turns them into distinct
+candidate programs, and executes those in the sandbox (logged). :func:`solve` runs the
+configured strategy for every stub of a problem and records the run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from codeens.config import Config
+from codeens.extract import extract_function, normalize
+from codeens.generation import Generator, Sample
+from codeens.models.base import ModelConfig, Prompt
+from codeens.problem import Problem, Stub, fill
+from codeens.progress import Progress
+from codeens.prompts import solve_prompt
+from codeens.recording import execution_row
+from codeens.sandbox.backends.base import SANDBOXES, Candidate, Sandbox
+from codeens.sandbox.results import ExecutionResult, Limits, Verdict
+from codeens.sandbox.runner import run_all
+from codeens.sandbox.testfile import TestSuite, parse_test_suite
+from codeens.storage import Decision as DecisionRow
+from codeens.storage import Problem as ProblemRow
+from codeens.storage import Run, Store
+from codeens.strategies.base import STRATEGIES, Decision, Strategy
+
+
+class AllModelsFailed(Exception):
+    """No model produced anything; the message lists why each failed."""
+
+
+@dataclass
+class CandidateRecord:
+    """One distinct program (after normalisation) and every sample that produced it."""
+
+    hash: str
+    code: str
+    program: str
+    samples: list[Sample] = field(default_factory=list)
+    result: ExecutionResult | None = None
+    origin: str = "sample"
+
+    @property
+    def models(self) -> list[str]:
+        return sorted({s.model.name for s in self.samples})
+
+
+class SolveContext:
+    """Everything a strategy needs to produce a decision for one stub."""
+
+    def __init__(
+        self,
+        *,
+        problem: Problem,
+        stub: Stub,
+        tests: str,
+        config: Config,
+        models: list[ModelConfig],
+        samples: int,
+        generator: Generator,
+        sandbox: Sandbox,
+        store: Store,
+        run_id: str,
+        progress: Progress,
+    ) -> None:
+        self.problem = problem
+        self.stub = stub
+        self.tests = tests
+        self.config = config
+        self.models = models
+        self.samples = samples
+        self.generator = generator
+        self.sandbox = sandbox
+        self.store = store
+        self.run_id = run_id
+        self.progress = progress
+        self.failures: dict[str, str] = {}
+        self.rejected: list[Sample] = []
+        self.all_samples: list[Sample] = []
+        self._pool: dict[str, CandidateRecord] = {}
+        self._next_seed: dict[str, int] = {}
+        self.suite: TestSuite | None = parse_test_suite(tests, "visible tests") if tests else None
+
+    def prompt(self, feedback: str = "") -> Prompt:
+        return solve_prompt(self.problem, self.stub, self.tests, feedback)
+
+    def generate(
+        self, model: ModelConfig, n: int, prompt: Prompt | None = None, origin: str = "sample"
+    ) -> list[CandidateRecord]:
+        """Sample ``n`` completions from ``model``; return the candidates they map to.
+
+        A model that fails is recorded in :attr:`failures` and yields nothing; the run goes
+        on with the others.
+        """
+        if model.name in self.failures:
+            return []
+        prompt = prompt or self.prompt()
+        seed = self._next_seed.get(model.name, self.config.seed)
+        self._next_seed[model.name] = seed + n
+        self.progress.update(f"{self.stub.name}: {model.name} generating {n} sample(s)")
+        try:
+            samples = self.generator.sample(model, prompt, n, seed, self.stub.name)
+        except Exception as exc:  # any backend failure: report it and go on with the rest
+            self.failures[model.name] = _one_line(exc)
+            self.progress.note(f"model {model.name} failed: {self.failures[model.name]}")
+            return []
+        touched: list[CandidateRecord] = []
+        for sample in samples:
+            prefix = "" if model.chat else prompt.prefix
+            code = extract_function(sample.text, self.stub, prefix)
+            if code is None:
+                self.rejected.append(sample)
+            else:
+                touched.append(self._add(sample, code, origin))
+            self.all_samples.append(sample)
+        self.store.write(*[s.row for s in samples])
+        return list(dict.fromkeys(touched))
+
+    def _add(self, sample: Sample, code: str, origin: str) -> CandidateRecord:
+        digest = hashlib.sha256(normalize(code).encode()).hexdigest()
+        sample.row.code = code
+        sample.row.code_hash = digest
+        record = self._pool.get(digest)
+        if record is None:
+            program = fill(self.problem, {self.stub.name: code})
+            record = CandidateRecord(digest, code, program, origin=origin)
+            self._pool[digest] = record
+        record.samples.append(sample)
+        return record
+
+    def candidates(self) -> list[CandidateRecord]:
+        return list(self._pool.values())
+
+    def execute(self, candidates: list[CandidateRecord], suite: TestSuite | None = None) -> None:
+        """Run every not yet executed candidate against the visible tests (or ``suite``)."""
+        suite = suite or self.suite
+        todo = [c for c in candidates if c.result is None]
+        if suite is None or not todo:
+            return
+        self.progress.update(f"{self.stub.name}: running {len(todo)} candidate(s) in the sandbox")
+        by_label = {f"{self.stub.name}#{c.hash[:12]}": c for c in todo}
+        items = [Candidate(label, c.program) for label, c in by_label.items()]
+        for result in run_all(self.sandbox, items, suite):
+            by_label[result.candidate].result = result
+            self.store.write(execution_row(result, self.run_id))
+
+
+@dataclass
+class TargetOutcome:
+    """What happened for one stub."""
+
+    stub: Stub
+    status: str  # solved | unsolved | unverified
+    decision: Decision
+    context: SolveContext
+
+
+@dataclass
+class SolveReport:
+    """The outcome of a whole run."""
+
+    run_id: str
+    status: str
+    solution: str
+    targets: list[TargetOutcome]
+    wall_s: float
+    input_tokens: int
+    output_tokens: int
+    cost: float
+    failures: dict[str, str]
+
+
+def status_of(decision: Decision, tests: str) -> str:
+    chosen = decision.chosen
+    if chosen is None:
+        return "unsolved"
+    if not tests.strip() or chosen.result is None or chosen.result.tests_total == 0:
+        return "unverified"
+    return "solved" if chosen.result.verdict is Verdict.PASSED else "unsolved"
+
+
+def open_sandbox(config: Config) -> Sandbox:
+    factory = SANDBOXES.get(config.sandbox.backend)
+    limits = Limits(timeout=config.sandbox.timeout, memory_mb=config.sandbox.memory_mb)
+    if config.sandbox.image and config.sandbox.backend == "docker":
+        return factory(limits, config.sandbox.workers, image=config.sandbox.image)  # type: ignore[call-arg]
+    return factory(limits, config.sandbox.workers)
+
+
+def solve(
+    problem: Problem,
+    config: Config,
+    *,
+    models: list[ModelConfig],
+    strategy: Strategy,
+    samples: int,
+    store: Store,
+    progress: Progress,
+) -> SolveReport:
+    """Run ``strategy`` on every stub of ``problem``; everything lands in ``store``."""
+    started = time.monotonic()
+    run_id = uuid.uuid4().hex[:12]
+    problem_hash = hashlib.sha256(problem.source.encode()).hexdigest()
+    run = Run(
+        id=run_id,
+        problem_hash=problem_hash,
+        problem_path=str(problem.path),
+        strategy=strategy.name,
+        models_json=json.dumps([m.name for m in models]),
+        config_json=config.model_dump_json(),
+    )
+    store.write(
+        ProblemRow(
+            hash=problem_hash,
+            path=str(problem.path),
+            source=problem.source,
+            visible_tests=problem.visible_tests,
+        ),
+        run,
+    )
+    generator = Generator(store, run_id)
+    targets: list[TargetOutcome] = []
+    solutions: dict[str, str] = {}
+    failures: dict[str, str] = {}
+    try:
+        with open_sandbox(config) as sandbox:
+            for stub in problem.stubs:
+                tests = problem.tests_for(stub.name)
+                ctx = SolveContext(
+                    problem=problem,
+                    stub=stub,
+                    tests=tests,
+                    config=config,
+                    models=[m for m in models if m.name not in failures],
+                    samples=samples,
+                    generator=generator,
+                    sandbox=sandbox,
+                    store=store,
+                    run_id=run_id,
+                    progress=progress,
+                )
+                decision = strategy.solve(ctx)
+                failures.update(ctx.failures)
+                status = status_of(decision, tests)
+                targets.append(TargetOutcome(stub, status, decision, ctx))
+                store.write(_decision_row(run_id, stub, strategy, status, decision))
+                if decision.chosen is not None:
+                    solutions[stub.name] = decision.chosen.code
+                if not ctx.all_samples and len(ctx.failures) == len(ctx.models):
+                    raise AllModelsFailed(
+                        "every model failed: "
+                        + "; ".join(f"{k}: {v}" for k, v in ctx.failures.items())
+                    )
+    finally:
+        generator.close()
+        report = _finish(run, problem, targets, solutions, failures, started)
+        store.write(run)
+    return report
+
+
+def _decision_row(
+    run_id: str, stub: Stub, strategy: Strategy, status: str, decision: Decision
+) -> DecisionRow:
+    return DecisionRow(
+        run_id=run_id,
+        target=stub.name,
+        strategy=strategy.name,
+        status=status,
+        chosen_hash=decision.chosen.hash if decision.chosen else None,
+        trace_json=json.dumps(decision.trace, default=str),
+    )
+
+
+def _finish(
+    run: Run,
+    problem: Problem,
+    targets: list[TargetOutcome],
+    solutions: dict[str, str],
+    failures: dict[str, str],
+    started: float,
+) -> SolveReport:
+    rows = [s.row for t in targets for s in t.context.all_samples]
+    statuses = [t.status for t in targets]
+    if len(targets) < len(problem.stubs):
+        status = "failed"
+    elif all(s == "solved" for s in statuses):
+        status = "solved"
+    elif "unsolved" in statuses:
+        status = "unsolved"
+    else:
+        status = "unverified"
+    solution = fill(problem, solutions) if solutions else problem.source
+    run.status = status
+    run.wall_s = time.monotonic() - started
+    run.input_tokens = sum(r.input_tokens for r in rows)
+    run.output_tokens = sum(r.output_tokens for r in rows)
+    run.cost = sum(r.cost for r in rows)
+    run.solution = solution
+    run.summary_json = json.dumps(
+        {t.stub.name: t.status for t in targets} | {"failures": failures}
+    )
+    return SolveReport(
+        run_id=run.id,
+        status=status,
+        solution=solution,
+        targets=targets,
+        wall_s=run.wall_s,
+        input_tokens=run.input_tokens,
+        output_tokens=run.output_tokens,
+        cost=run.cost,
+        failures=failures,
+    )
+
+
+def load_strategy(name: str, config: Config) -> Strategy:
+    factory = STRATEGIES.get(name)
+    return factory(dict(config.strategies.get(name, {})))
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
