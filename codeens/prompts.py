@@ -14,7 +14,9 @@ MAX_TESTS_SHOWN = 1500
 
 def context_before(problem: Problem, stub: Stub) -> str:
     """The file up to the stub: imports, helpers and constants the body may use."""
-    return problem.source[: stub.start_byte].rstrip() + "\n\n" if stub.start_byte else ""
+    # Stub offsets are byte offsets into the UTF-8 source.
+    before = problem.source.encode("utf-8")[: stub.start_byte].decode("utf-8")
+    return before.rstrip() + "\n\n" if before.strip() else ""
 
 
 def solve_prompt(problem: Problem, stub: Stub, tests: str, feedback: str = "") -> Prompt:

@@ -115,21 +115,28 @@ class SolveContext:
         for sample in samples:
             prefix = "" if model.chat else prompt.prefix
             code = extract_function(sample.text, self.stub, prefix)
-            if code is None:
+            record = None if code is None else self._add(sample, code, origin)
+            if record is None:
+                sample.row.code = None
+                sample.row.code_hash = None
                 self.rejected.append(sample)
             else:
-                touched.append(self._add(sample, code, origin))
+                touched.append(record)
             self.all_samples.append(sample)
         self.store.write(*[s.row for s in samples])
         return list(dict.fromkeys(touched))
 
-    def _add(self, sample: Sample, code: str, origin: str) -> CandidateRecord:
+    def _add(self, sample: Sample, code: str, origin: str) -> CandidateRecord | None:
         digest = hashlib.sha256(normalize(code).encode()).hexdigest()
         sample.row.code = code
         sample.row.code_hash = digest
         record = self._pool.get(digest)
         if record is None:
-            program = fill(self.problem, {self.stub.name: code})
+            # The file's own tests and __main__ blocks run from the test side, not here.
+            try:
+                program = fill(self.problem, {self.stub.name: code}, keep_tests=False)
+            except ValueError:
+                return None
             record = CandidateRecord(digest, code, program, origin=origin)
             self._pool[digest] = record
         record.samples.append(sample)
@@ -303,9 +310,7 @@ def _finish(
     run.output_tokens = sum(r.output_tokens for r in rows)
     run.cost = sum(r.cost for r in rows)
     run.solution = solution
-    run.summary_json = json.dumps(
-        {t.stub.name: t.status for t in targets} | {"failures": failures}
-    )
+    run.summary_json = json.dumps({t.stub.name: t.status for t in targets} | {"failures": failures})
     return SolveReport(
         run_id=run.id,
         status=status,
