@@ -36,7 +36,7 @@ class AllModelsFailed(Exception):
     """No model produced anything; the message lists why each failed."""
 
 
-@dataclass
+@dataclass(eq=False)
 class CandidateRecord:
     """One distinct program (after normalisation) and every sample that produced it."""
 

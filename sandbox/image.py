@@ -23,7 +23,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-DEFAULT_IMAGE = "codeens-sandbox:1"
+# Bump the tag whenever the recipe changes, so existing machines build the new image.
+DEFAULT_IMAGE = "codeens-sandbox:2"
 SLIM_BASE = "python:3.11-slim"
 DEBIAN_SUITE = "bookworm"
 IMAGE_LABEL = "codeens.sandbox.image=1"
@@ -37,7 +38,7 @@ _DOCKERFILE = f"""\
 FROM {SLIM_BASE}
 ENV PYTHONDONTWRITEBYTECODE=1
 LABEL {IMAGE_LABEL}
-RUN mkdir -p /work && chmod 0777 /work
+RUN pip install --no-cache-dir pytest && mkdir -p /work && chmod 0777 /work
 WORKDIR /work
 """
 
@@ -345,13 +346,15 @@ def _build_debootstrap(docker: str, tag: str, log: Callable[[str], None]) -> Non
     parent = Path(tempfile.mkdtemp(prefix="codeens-rootfs-"))
     rootfs = parent / "rootfs"
     try:
-        log(f"debootstrap --variant=minbase --include=python3 {DEBIAN_SUITE} (about a minute) ...")
+        log(
+            f"debootstrap --variant=minbase --include=python3,python3-pytest {DEBIAN_SUITE} (about a minute) ..."
+        )
         started = time.monotonic()
         _run(
             [
                 debootstrap,
                 "--variant=minbase",
-                "--include=python3",
+                "--include=python3,python3-pytest",
                 DEBIAN_SUITE,
                 str(rootfs),
                 mirror,

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 def rank_by_pass_rate(candidates: list[CandidateRecord]) -> list[dict[str, Any]]:
     """Every executed candidate with its score components, best first."""
     sizes = group_sizes(candidates)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for candidate in candidates:
         if candidate.result is None:
             continue
@@ -34,8 +34,12 @@ def rank_by_pass_rate(candidates: list[CandidateRecord]) -> list[dict[str, Any]]
                 "record": candidate,
             }
         )
-    rows.sort(key=lambda r: (-r["pass_rate"], -r["group_size"], -r["duplicates"], r["length"]))
+    rows.sort(key=_order)
     return rows
+
+
+def _order(row: dict[str, Any]) -> tuple[float, int, int, int]:
+    return (-row["pass_rate"], -row["group_size"], -row["duplicates"], row["length"])
 
 
 class Vote(Strategy):

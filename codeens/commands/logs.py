@@ -58,8 +58,7 @@ def show(db: Path | None, run_id: str, as_json: bool) -> None:
         return
     click.echo(f"run {run.id}  {run.status}  strategy {run.strategy}  {run.problem_path}")
     click.echo(
-        f"  {run.wall_s:.1f} s, {run.input_tokens}+{run.output_tokens} tokens, "
-        f"cost {run.cost:.6f}"
+        f"  {run.wall_s:.1f} s, {run.input_tokens}+{run.output_tokens} tokens, cost {run.cost:.6f}"
     )
     for g in generations:
         cached = " (cached)" if g.cached_from else ""

@@ -26,7 +26,7 @@ def models_command(config_path: Path | None) -> None:
         try:
             ok, why = MODELS.get(model.backend)(model).available()
         except UnknownName as exc:
-            ok, why = False, str(exc).strip("'\"")
+            ok, why = False, str(exc)
         except Exception as exc:
             ok, why = False, str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         state = "available" if ok else f"unavailable: {why}"

@@ -26,7 +26,7 @@ def sandbox() -> None:
     show_default=True,
     help="python:3.11-slim needs a registry; debootstrap needs only a Debian mirror.",
 )
-@click.option("--image", default=None, help="Image tag (default: codeens-sandbox:1).")
+@click.option("--image", default=None, help="Image tag (default: codeens-sandbox:2).")
 @click.option("--force", is_flag=True, help="Rebuild even if the image exists.")
 def build(base: str, image: str | None, force: bool) -> None:
     """Build the sandbox image without any container registry if need be."""
@@ -103,7 +103,7 @@ def run(
                         "pass --entry-point"
                     )
     except (SandboxInputError, UnknownName) as exc:
-        raise InputError(str(exc).strip("'\"")) from exc
+        raise InputError(str(exc)) from exc
 
     limits = Limits(timeout=timeout, memory_mb=memory)
     kwargs = {"image": image} if image and backend == "docker" else {}

@@ -13,19 +13,41 @@ from codeens.errors import InputError
 
 @click.command()
 @click.argument("problem_path", metavar="PROBLEM", type=click.Path(path_type=Path))
-@click.option("--tests", "extra_tests", multiple=True, type=click.Path(path_type=Path),
-              help="Extra test file (repeatable); test_<name>.py beside PROBLEM is automatic.")
-@click.option("--models", "model_names", default=None,
-              help="Comma-separated model names from the config (default: all).")
-@click.option("--samples", type=click.IntRange(1, 200), default=None,
-              help="Candidates per model (default from config: 4).")
+@click.option(
+    "--tests",
+    "extra_tests",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="Extra test file (repeatable); test_<name>.py beside PROBLEM is automatic.",
+)
+@click.option(
+    "--models",
+    "model_names",
+    default=None,
+    help="Comma-separated model names from the config (default: all).",
+)
+@click.option(
+    "--samples",
+    type=click.IntRange(1, 200),
+    default=None,
+    help="Candidates per model (default from config: 4).",
+)
 @click.option("--strategy", "strategy_name", default=None, help="See `codeens strategies`.")
 @click.option("--seed", type=int, default=None, help="Base sampling seed.")
 @click.option("--backend", default=None, help="Sandbox backend: docker or process.")
-@click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
-              help="Config file (default: ./codeens.toml, else the embedded models).")
-@click.option("--out", type=click.Path(path_type=Path), default=None,
-              help="Write the solution here instead of stdout.")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Config file (default: ./codeens.toml, else the embedded models).",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write the solution here instead of stdout.",
+)
 @click.option("--db", type=click.Path(path_type=Path), default=None, help="SQLite log file.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object with everything.")
 @click.option("--quiet", is_flag=True, help="No progress display.")
@@ -73,7 +95,7 @@ def solve(
         SANDBOXES.get(config.sandbox.backend)
         problem = load_problem(problem_path, list(extra_tests))
     except (ConfigError, ProblemError, UnknownName) as exc:
-        raise InputError(str(exc).strip("'\"")) from exc
+        raise InputError(str(exc)) from exc
 
     store = Store(db)
     try:
