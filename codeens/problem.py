@@ -282,7 +282,10 @@ def fill(problem: Problem, solutions: Mapping[str, str], *, keep_tests: bool = T
         root = pysyntax.parse(code).root_node
         if name not in {pysyntax.defined_name(n) for n in root.named_children}:
             raise ValueError(f"{problem.path}: the solution for {name} does not define it")
-        text = _with_decorators(code.strip("\r\n"), stub).replace("\r\n", "\n")
+        from codeens.stub_header import adopt_stub_header
+
+        adopted = adopt_stub_header(code.strip("\r\n").replace("\r\n", "\n"), stub)
+        text = _with_decorators(adopted.strip("\n"), stub)
         edits.append((stub.start_byte, stub.end_byte, text.replace("\n", newline)))
     if not keep_tests:
         edits.extend((start, end, "") for start, end in problem.test_spans)
