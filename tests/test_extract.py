@@ -168,7 +168,15 @@ def test_extracted_code_fills_the_problem(stub: Stub) -> None:
     )
     assert code is not None
     filled = fill(problem, {"add": code})
-    assert filled.endswith("import operator\n\n\ndef add(a, b):\n    return operator.add(a, b)\n")
+    # The model's body under the user's own signature and docstring (same parameters).
+    assert "import operator\n\n\ndef add(a: int, b: int) -> int:\n" in filled
+    assert filled.endswith('    0\n    """\n    return operator.add(a, b)\n')
+
+
+def test_a_renamed_parameter_keeps_the_model_definition() -> None:
+    problem = load_problem(EXAMPLES / "add.py")
+    filled = fill(problem, {"add": "def add(x, y):\n    return x + y\n"})
+    assert filled.endswith("def add(x, y):\n    return x + y\n")
 
 
 def test_normalize_ignores_comments_docstrings_and_layout() -> None:

@@ -281,7 +281,9 @@ def test_bom_is_accepted(tmp_path: Path) -> None:
     path.write_bytes(b"\xef\xbb\xbfdef f():\n    '''\n    >>> f()\n    1\n    '''\n")
     problem = load_problem(path)
     assert problem.stubs[0].name == "f"
-    assert fill(problem, {"f": "def f():\n    return 1\n"}).startswith("def f():\n    return 1")
+    # The stub's own docstring stays; the body comes from the solution.
+    filled = fill(problem, {"f": "def f():\n    return 1\n"})
+    assert filled == "def f():\n    '''\n    >>> f()\n    1\n    '''\n    return 1\n"
 
 
 def test_fill_keeps_everything_else_byte_for_byte(tmp_path: Path) -> None:
