@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up everything codeens needs on a fresh Debian-like machine, then run one task.
 #
-#   bash scripts/bootstrap.sh example            # run the sandbox example
+#   bash scripts/bootstrap.sh example            # solve the bundled example problem
 #   bash scripts/bootstrap.sh test [pytest args] # lint, type-check and run the tests
 #
 # Each step is skipped when already satisfied, so running it twice is safe. As root with
@@ -164,9 +164,8 @@ step_done "step 3/4 done"
 # --- d. The task --------------------------------------------------------------------------
 case "$task" in
 example)
-    log "step 4/4: sandbox example"
-    exec .venv/bin/codeens sandbox run examples/sandbox/candidate_good.py \
-        examples/sandbox/candidate_bad.py --tests examples/sandbox/test_add.py
+    log "step 4/4: codeens solve examples/problems/add.py (embedded models, offline)"
+    exec .venv/bin/codeens solve examples/problems/add.py
     ;;
 test)
     step "step 4/4: ruff check"
