@@ -78,6 +78,7 @@ class LlamaCpp(Model):
         super().__init__(config)
         self._loaded: _Loaded | None = None
         self._key: tuple[str, str] | None = None
+        self._lock = threading.Lock()
 
     def available(self) -> tuple[bool, str]:
         if importlib.util.find_spec("llama_cpp") is None:
@@ -86,18 +87,19 @@ class LlamaCpp(Model):
         return (not why, why)
 
     def _model(self) -> _Loaded:
-        if self._loaded is not None:
-            return self._loaded
-        path = locate.resolve(self.config.location)
-        key = (str(path.resolve()), self.options.model_dump_json())
-        with _LOADED_LOCK:
-            loaded = _LOADED.get(key)
-            if loaded is None:
-                loaded = _Loaded(self._load(path))
-                _LOADED[key] = loaded
-            loaded.users += 1
-        self._loaded, self._key = loaded, key
-        return loaded
+        with self._lock:  # one reference per instance, however many threads ask at once
+            if self._loaded is not None:
+                return self._loaded
+            path = locate.resolve(self.config.location)
+            key = (str(path.resolve()), self.options.model_dump_json())
+            with _LOADED_LOCK:
+                loaded = _LOADED.get(key)
+                if loaded is None:
+                    loaded = _Loaded(self._load(path))
+                    _LOADED[key] = loaded
+                loaded.users += 1
+            self._loaded, self._key = loaded, key
+            return loaded
 
     def _load(self, path: Path) -> Any:
         try:
@@ -122,10 +124,14 @@ class LlamaCpp(Model):
     ) -> list[Completion]:
         loaded = self._model()
         greedy = params.temperature == 0.0
-        with loaded.lock:
-            out = [
-                self._one(loaded.llama, prompt, params, seed + i) for i in range(1 if greedy else n)
-            ]
+        try:
+            with loaded.lock:
+                out = [
+                    self._one(loaded.llama, prompt, params, seed + i)
+                    for i in range(1 if greedy else n)
+                ]
+        except ValueError as exc:  # e.g. a prompt longer than the context window
+            raise ModelUnavailable(f"llama.cpp: {exc} (options.n_ctx)") from exc
         if greedy and n > 1:
             copy = dataclasses.replace(
                 out[0], input_tokens=0, output_tokens=0, extra={**out[0].extra, "copy_of": 0}
@@ -165,8 +171,9 @@ class LlamaCpp(Model):
         )
 
     def close(self) -> None:
-        loaded, key = self._loaded, self._key
-        self._loaded = self._key = None
+        with self._lock:
+            loaded, key = self._loaded, self._key
+            self._loaded = self._key = None
         if loaded is None or key is None:
             return
         with _LOADED_LOCK:

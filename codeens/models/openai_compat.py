@@ -123,6 +123,11 @@ class OpenAICompat(Model):
         )
         batch_n: bool = Field(True, description="Ask for n choices in one request.")
         logprobs: bool = Field(False, description="Ask for token logprobs (mean reported).")
+        extra_body: dict[str, Any] = Field(
+            default_factory=dict,
+            description="Fields added to every request, for server-specific knobs such as "
+            "llama.cpp's repeat_penalty or vLLM's top_k.",
+        )
 
     options: Options
 
@@ -157,6 +162,7 @@ class OpenAICompat(Model):
         }
         if params.stop:
             body["stop"] = list(params.stop)
+        body.update(self.options.extra_body)
         if chat:
             body["messages"] = [dict(m) for m in prompt.messages]
             if self.options.logprobs:
