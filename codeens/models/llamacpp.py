@@ -108,6 +108,7 @@ class LlamaCpp(Model):
             raise ModelUnavailable(
                 "llama-cpp-python is not installed (pip install llama-cpp-python)"
             ) from exc
+        _silence(llama_cpp)
         try:
             return llama_cpp.Llama(
                 model_path=str(path),
@@ -183,3 +184,20 @@ class LlamaCpp(Model):
             _LOADED.pop(key, None)
         with loaded.lock:
             loaded.llama.close()
+
+
+_SILENT: list[Any] = []
+
+
+def _silence(llama_cpp: Any) -> None:
+    """Route llama.cpp's own log lines (warnings printed even when not verbose) nowhere."""
+    if _SILENT:
+        return
+    import ctypes
+
+    @llama_cpp.llama_log_callback  # type: ignore[untyped-decorator]
+    def quiet(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+        return None
+
+    _SILENT.append(quiet)  # the C side keeps only a pointer: keep the callback alive
+    llama_cpp.llama_log_set(quiet, ctypes.c_void_p(0))
