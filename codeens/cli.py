@@ -12,8 +12,10 @@ from codeens import __version__
 
 # name -> "module:attribute"; nothing here is imported until the command runs.
 COMMANDS = {
+    "cascade": "codeens.commands.cascade:cascade",
     "logs": "codeens.commands.logs:logs",
     "models": "codeens.commands.models:models_command",
+    "route": "codeens.commands.route:route",
     "sandbox": "codeens.commands.sandbox:sandbox",
     "solve": "codeens.commands.solve:solve",
     "strategies": "codeens.commands.strategies:strategies_command",

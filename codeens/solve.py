@@ -145,18 +145,34 @@ class SolveContext:
     def candidates(self) -> list[CandidateRecord]:
         return list(self._pool.values())
 
-    def execute(self, candidates: list[CandidateRecord], suite: TestSuite | None = None) -> None:
-        """Run every not yet executed candidate against the visible tests (or ``suite``)."""
-        suite = suite or self.suite
+    def execute(self, candidates: list[CandidateRecord]) -> None:
+        """Run every not yet executed candidate against the visible tests."""
         todo = [c for c in candidates if c.result is None]
-        if suite is None or not todo:
+        if self.suite is None or not todo:
             return
-        self.progress.update(f"{self.stub.name}: running {len(todo)} candidate(s) in the sandbox")
-        by_label = {f"{self.stub.name}#{c.hash[:12]}": c for c in todo}
+        for record, result in self.run_suite(todo, self.suite).items():
+            record.result = result
+
+    def run_suite(
+        self, candidates: list[CandidateRecord], suite: TestSuite
+    ) -> dict[CandidateRecord, ExecutionResult]:
+        """Run candidates against any suite (generated tests, say); every run is logged.
+
+        The results are returned, not stored on the records, which keep their result on
+        the visible tests.
+        """
+        if not candidates:
+            return {}
+        self.progress.update(
+            f"{self.stub.name}: running {len(candidates)} candidate(s) in the sandbox"
+        )
+        by_label = {f"{self.stub.name}#{c.hash[:12]}": c for c in candidates}
         items = [Candidate(label, c.program) for label, c in by_label.items()]
+        results: dict[CandidateRecord, ExecutionResult] = {}
         for result in run_all(self.sandbox, items, suite):
-            by_label[result.candidate].result = result
+            results[by_label[result.candidate]] = result
             self.store.write(execution_row(result, self.run_id))
+        return results
 
 
 @dataclass
