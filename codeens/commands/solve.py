@@ -78,6 +78,7 @@ def solve(
     from codeens.registry import UnknownName
     from codeens.solve import AllModelsFailed, load_strategy, solve
     from codeens.storage import Store
+    from codeens.strategies.base import StrategyCannotRun
 
     try:
         config, _ = load_config(config_path)
@@ -111,6 +112,8 @@ def solve(
             )
     except AllModelsFailed as exc:
         raise click.ClickException(str(exc)) from exc
+    except StrategyCannotRun as exc:
+        raise InputError(f"strategy {strategy.name}: {exc}") from exc
 
     for name, reason in report.failures.items():
         click.echo(f"warning: model {name} failed: {reason}", err=True)

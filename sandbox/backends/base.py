@@ -32,8 +32,14 @@ class Candidate:
 
 @cache
 def driver_source() -> str:
-    """The trusted driver's source, executed with ``python3 -I -c``."""
-    return (Path(__file__).resolve().parent.parent / "driver.py").read_text(encoding="utf-8")
+    """The trusted driver's source, executed with ``python3 -I -c``: the child side first,
+    then the driver (one program; two files only to keep each readable)."""
+    folder = Path(__file__).resolve().parent.parent
+    parts = [(folder / name).read_text(encoding="utf-8") for name in DRIVER_FILES]
+    return "\n\n".join(parts)
+
+
+DRIVER_FILES = ("driver_child.py", "driver.py")
 
 
 def _frame(obj: dict[str, Any]) -> bytes:
