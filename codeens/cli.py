@@ -15,6 +15,7 @@ COMMANDS = {
     "cascade": "codeens.commands.cascade:cascade",
     "logs": "codeens.commands.logs:logs",
     "models": "codeens.commands.models:models_command",
+    "precommit": "codeens.commands.precommit:precommit",
     "route": "codeens.commands.route:route",
     "sandbox": "codeens.commands.sandbox:sandbox",
     "solve": "codeens.commands.solve:solve",

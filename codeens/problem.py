@@ -37,6 +37,10 @@ class ProblemError(Exception):
     """A problem or test file cannot be used; the message is one line naming the file."""
 
 
+class NoStubError(ProblemError):
+    """The file parses but has nothing to implement."""
+
+
 @dataclass(frozen=True)
 class Stub:
     """A top-level function to implement.
@@ -87,10 +91,20 @@ class Problem:
         return fill(self, {}, keep_tests=False)
 
     def tests_for(self, stub_name: str) -> str:
-        """The visible tests that mention ``stub_name`` (plus all setup), else all of them."""
-        chosen = {id(p) for p in self.test_parts if p.is_case and stub_name in p.names}
+        """The visible tests for one stub, with all setup; "" when none exercises it.
+
+        A test that mentions this stub counts; so does one that mentions no stub at all
+        (it tests the file as a whole). A test about other stubs only does not: it would
+        fail while they are still stubs.
+        """
+        stubs = {s.name for s in self.stubs}
+        chosen = {
+            id(p)
+            for p in self.test_parts
+            if p.is_case and (stub_name in p.names or not (p.names & stubs))
+        }
         if not chosen:
-            return self.visible_tests
+            return ""
         return "\n".join(p.source for p in self.test_parts if not p.is_case or id(p) in chosen)
 
 
@@ -210,7 +224,7 @@ def load_problem(path: Path, extra_tests: Sequence[Path] = ()) -> Problem:
     lines = data.split(b"\n")
     stubs = [s for s in (_stub(n, root, data, lines) for n in root.named_children) if s]
     if not stubs:
-        raise ProblemError(f"problem {path}: {_NO_STUB}")
+        raise NoStubError(f"problem {path}: {_NO_STUB}")
     stub_starts = {s.start_byte for s in stubs}
     own_tests, guards, context = [], [], []
     for node in root.named_children:

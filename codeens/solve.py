@@ -69,7 +69,9 @@ class SolveContext:
         store: Store,
         run_id: str,
         progress: Progress,
+        deadline: float | None = None,
     ) -> None:
+        self.deadline = deadline
         self.problem = problem
         self.stub = stub
         self.tests = tests
@@ -82,6 +84,7 @@ class SolveContext:
         self.run_id = run_id
         self.progress = progress
         self.failures: dict[str, str] = {}
+        self.out_of_time = False
         self.rejected: list[Sample] = []
         self.all_samples: list[Sample] = []
         self._pool: dict[str, CandidateRecord] = {}
@@ -100,6 +103,9 @@ class SolveContext:
         on with the others.
         """
         if model.name in self.failures:
+            return []
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            self.out_of_time = True
             return []
         prompt = prompt or self.prompt()
         seed = self._next_seed.get(model.name, self.config.seed)
@@ -226,13 +232,21 @@ def solve(
     samples: int,
     store: Store,
     progress: Progress,
+    kind: str = "solve",
+    budget_s: float | None = None,
 ) -> SolveReport:
-    """Run ``strategy`` on every stub of ``problem``; everything lands in ``store``."""
+    """Run ``strategy`` on every stub of ``problem``; everything lands in ``store``.
+
+    With ``budget_s``, no generation starts after that many seconds; what was found by
+    then is decided on as usual.
+    """
     started = time.monotonic()
+    deadline = None if budget_s is None else started + budget_s
     run_id = uuid.uuid4().hex[:12]
     problem_hash = hashlib.sha256(problem.source.encode()).hexdigest()
     run = Run(
         id=run_id,
+        kind=kind,
         problem_hash=problem_hash,
         problem_path=str(problem.path),
         strategy=strategy.name,
@@ -268,15 +282,25 @@ def solve(
                     store=store,
                     run_id=run_id,
                     progress=progress,
+                    deadline=deadline,
                 )
                 decision = strategy.solve(ctx)
+                if decision.chosen is None and ctx.suite is None and ctx.candidates():
+                    # Nothing could be verified: offer the program most samples agree on.
+                    best = max(ctx.candidates(), key=lambda c: len(c.samples))
+                    decision.chosen = best
+                    decision.trace["fallback"] = "no visible tests: the most frequent program"
                 failures.update(ctx.failures)
                 status = status_of(decision, tests)
                 targets.append(TargetOutcome(stub, status, decision, ctx))
                 store.write(_decision_row(run_id, stub, strategy, status, decision))
                 if decision.chosen is not None:
                     solutions[stub.name] = decision.chosen.code
-                if not ctx.all_samples and len(ctx.failures) == len(ctx.models):
+                if (
+                    not ctx.all_samples
+                    and not ctx.out_of_time
+                    and len(ctx.failures) == len(ctx.models)
+                ):
                     raise AllModelsFailed(
                         "every model failed: "
                         + "; ".join(f"{k}: {v}" for k, v in ctx.failures.items())
