@@ -126,6 +126,9 @@ def test_files_without_stubs_load_no_model(repo: Path) -> None:
     assert proc.stdout.strip() == "0 []"
 
 
+# pre-commit builds its own environment for the hook: this checkout and all its
+# dependencies (the model packages, torch from the local wheel, llama.cpp from the cache).
+@pytest.mark.timeout(1800)
 def test_pre_commit_try_repo_runs_the_hook(repo: Path, tmp_path: Path) -> None:
     """The real pre-commit installs this checkout as the hook and runs it on staged files."""
     links = " ".join(
