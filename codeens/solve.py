@@ -14,7 +14,9 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from codeens.config import Config
+from pydantic import ValidationError
+
+from codeens.config import Config, ConfigError
 from codeens.extract import extract_function, normalize
 from codeens.generation import Generator, Sample
 from codeens.models.base import ModelConfig, Prompt
@@ -307,7 +309,7 @@ def solve(
                     )
     finally:
         generator.close()
-        report = _finish(run, problem, targets, solutions, failures, started)
+        report = _finish(run, problem, targets, solutions, failures, started, store)
         store.write(run)
     return report
 
@@ -332,8 +334,10 @@ def _finish(
     solutions: dict[str, str],
     failures: dict[str, str],
     started: float,
+    store: Store,
 ) -> SolveReport:
-    rows = [s.row for t in targets for s in t.context.all_samples]
+    # Every generation of the run counts, including a strategy's own calls (judges, tests).
+    rows = list(store.generations(run.id))
     statuses = [t.status for t in targets]
     if len(targets) < len(problem.stubs):
         status = "failed"
@@ -365,8 +369,15 @@ def _finish(
 
 
 def load_strategy(name: str, config: Config) -> Strategy:
+    """The named strategy with its ``[strategies.NAME]`` options; ConfigError if invalid."""
     factory = STRATEGIES.get(name)
-    return factory(dict(config.strategies.get(name, {})))
+    try:
+        return factory(dict(config.strategies.get(name, {})))
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"])
+        what = "unknown option" if error["type"] == "extra_forbidden" else error["msg"]
+        raise ConfigError(f"[strategies.{name}] {where}: {what}") from exc
 
 
 def _one_line(exc: BaseException) -> str:

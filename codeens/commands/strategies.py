@@ -11,5 +11,8 @@ def strategies_command() -> None:
     from codeens.strategies.base import STRATEGIES
 
     for name in STRATEGIES.names():
-        strategy = STRATEGIES.get(name)
-        click.echo(f"{name:16} {strategy.summary}")
+        try:
+            summary = STRATEGIES.get(name).summary
+        except Exception as exc:  # a broken plugin must not hide the others
+            summary = f"(cannot be loaded: {type(exc).__name__}: {exc})"
+        click.echo(f"{name:16} {summary}")
