@@ -202,10 +202,7 @@ class Vote(Strategy):
     """Visible pass rate first; execution agreement on generated tests among the best."""
 
     name = "vote"
-    summary = (
-        "pass rate on the visible tests, then CodeT execution agreement on model-written "
-        "tests among the best (default)"
-    )
+    summary = "visible-test pass rate, then CodeT agreement on model-written tests (default)"
 
     class Options(BaseModel):
         model_config = ConfigDict(extra="forbid")
