@@ -153,6 +153,14 @@ class SolveContext:
     def candidates(self) -> list[CandidateRecord]:
         return list(self._pool.values())
 
+    def sample_all(self) -> list[CandidateRecord]:
+        """The usual first step: ``samples`` from every model, all executed; the pool."""
+        for model in self.models:
+            self.generate(model, self.samples)
+        candidates = self.candidates()
+        self.execute(candidates)
+        return candidates
+
     def execute(self, candidates: list[CandidateRecord]) -> None:
         """Run every not yet executed candidate against the visible tests."""
         todo = [c for c in candidates if c.result is None]

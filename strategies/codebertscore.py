@@ -178,10 +178,7 @@ class CodeBERTScoreRank(Strategy):
     options: Options
 
     def solve(self, ctx: SolveContext) -> Decision:
-        for model in ctx.models:
-            ctx.generate(model, ctx.samples)
-        candidates = ctx.candidates()
-        ctx.execute(candidates)
+        candidates = ctx.sample_all()
         opts = self.options
         mode = "consensus" if opts.reference is None else "reference"
         if not candidates:  # nothing to score: no need to load an encoder

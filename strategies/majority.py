@@ -80,10 +80,7 @@ class Majority(Strategy):
     summary = "majority vote: the behaviour on the visible tests most samples share wins"
 
     def solve(self, ctx: SolveContext) -> Decision:
-        for model in ctx.models:
-            ctx.generate(model, ctx.samples)
-        candidates = ctx.candidates()
-        ctx.execute(candidates)
+        candidates = ctx.sample_all()
         voters = [c for c in candidates if c.result is None or c.result.verdict not in NO_OUTPUT]
         silent = [c for c in candidates if c not in voters]
         trace: dict[str, Any] = {

@@ -55,10 +55,7 @@ class ScoreEnsemble(Strategy):
     options: Options
 
     def solve(self, ctx: SolveContext) -> Decision:
-        for model in ctx.models:
-            ctx.generate(model, ctx.samples)
-        pool = ctx.candidates()
-        ctx.execute(pool)
+        pool = ctx.sample_all()
         candidates = [c for c in pool if c.result is not None] or pool
         raw, notes, extra = self._score(ctx, candidates)
         normalised: dict[str, list[float | None]] = {}

@@ -215,10 +215,7 @@ class Vote(Strategy):
     options: Options
 
     def solve(self, ctx: SolveContext) -> Decision:
-        for model in ctx.models:
-            ctx.generate(model, ctx.samples)
-        candidates = ctx.candidates()
-        ctx.execute(candidates)
+        candidates = ctx.sample_all()
         ranked = rank_by_pass_rate(candidates, include_unexecuted=ctx.suite is None)
         trace: dict[str, Any] = {
             "scores": [{k: v for k, v in r.items() if k != "record"} for r in ranked],
