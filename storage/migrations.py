@@ -159,3 +159,28 @@ def m002_runs_generations_decisions(conn: Connection) -> None:
         )
     )
     conn.execute(text("CREATE INDEX ix_decisions_run_id ON decisions (run_id)"))
+
+
+@migration
+def m003_run_parent_and_lineage(conn: Connection) -> None:
+    # An eval run owns one child run per (problem, strategy); merged and MoE checkpoints
+    # record where their weights came from so strategies can tell related models apart.
+    conn.execute(text("ALTER TABLE runs ADD COLUMN parent_id VARCHAR"))
+    conn.execute(text("CREATE INDEX ix_runs_parent_id ON runs (parent_id)"))
+    conn.execute(
+        text(
+            """
+            CREATE TABLE lineage (
+                id INTEGER PRIMARY KEY,
+                created_at DATETIME NOT NULL,
+                model_dir VARCHAR NOT NULL,
+                kind VARCHAR NOT NULL,
+                method VARCHAR NOT NULL,
+                sources_json VARCHAR NOT NULL,
+                parameters_json VARCHAR NOT NULL,
+                recipe VARCHAR NOT NULL
+            )
+            """
+        )
+    )
+    conn.execute(text("CREATE INDEX ix_lineage_model_dir ON lineage (model_dir)"))

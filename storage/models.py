@@ -53,6 +53,7 @@ class Run(SQLModel, table=True):
     cost: float = 0.0
     solution: str | None = None
     summary_json: str = "{}"
+    parent_id: str | None = Field(default=None, index=True)
 
 
 class Problem(SQLModel, table=True):
@@ -107,3 +108,18 @@ class Decision(SQLModel, table=True):
     status: str
     chosen_hash: str | None = None
     trace_json: str = "{}"
+
+
+class Lineage(SQLModel, table=True):
+    """Where a built checkpoint (merge or MoE) came from: sources, method, parameters."""
+
+    __tablename__ = "lineage"
+
+    id: int | None = Field(default=None, primary_key=True)
+    created_at: datetime = Field(default_factory=_now)
+    model_dir: str = Field(index=True)
+    kind: str  # merge | moe
+    method: str
+    sources_json: str = "[]"
+    parameters_json: str = "{}"
+    recipe: str = ""

@@ -10,7 +10,7 @@ from sqlmodel import Session, SQLModel, col, select
 
 from codeens.storage import migrations
 from codeens.storage.db import default_db_path, make_engine
-from codeens.storage.models import Decision, Execution, Generation, Run
+from codeens.storage.models import Decision, Execution, Generation, Lineage, Run
 
 
 class Store:
@@ -92,6 +92,20 @@ class Store:
         with Session(self.engine) as session:
             query = select(Decision).where(Decision.run_id == run_id)
             return session.exec(query.order_by(col(Decision.id))).all()
+
+    def children(self, parent_id: str) -> Sequence[Run]:
+        """The runs started on behalf of another (an eval run's per-problem runs)."""
+        with Session(self.engine) as session:
+            query = select(Run).where(Run.parent_id == parent_id)
+            return session.exec(query.order_by(col(Run.id))).all()
+
+    def lineage(self, model_dir: str | None = None) -> Sequence[Lineage]:
+        """Recorded origins of built checkpoints, newest first; one directory's if given."""
+        with Session(self.engine) as session:
+            query = select(Lineage).order_by(col(Lineage.id).desc())
+            if model_dir is not None:
+                query = query.where(Lineage.model_dir == model_dir)
+            return session.exec(query).all()
 
     def schema_version(self) -> int:
         with self.engine.connect() as conn:

@@ -16,7 +16,16 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
-from codeens.storage import Decision, Execution, Generation, Problem, Run, Store, default_db_path
+from codeens.storage import (
+    Decision,
+    Execution,
+    Generation,
+    Lineage,
+    Problem,
+    Run,
+    Store,
+    default_db_path,
+)
 from codeens.storage import migrations as migrations_module
 from codeens.storage.db import BUSY_TIMEOUT_MS, ENV_VAR
 from codeens.storage.migrations import MIGRATIONS
@@ -27,7 +36,7 @@ def _sqlite(path: Path) -> contextlib.closing[sqlite3.Connection]:
     return contextlib.closing(sqlite3.connect(path))
 
 
-TABLES = [Execution, Run, Problem, Generation, Decision]
+TABLES = [Execution, Run, Problem, Generation, Decision, Lineage]
 
 
 def _row(n: int, run_id: str = "r") -> Execution:

@@ -1,0 +1,1 @@
+"""Weight merging: build one checkpoint from several of one architecture (mergekit recipes)."""

@@ -1,0 +1,1 @@
+"""Sparse Mixture-of-Experts checkpoints built from dense models of one architecture."""
