@@ -16,20 +16,16 @@ top-p), recorded during decoding at the cost of one log-softmax per step.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import hashlib
 import os
 import re
-import shutil
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from codeens.models import locate
+from codeens.models import checkpoint, locate
 from codeens.models.base import (
     Completion,
     Model,
@@ -115,9 +111,9 @@ class Transformers(Model):
         transformers: Any = _transformers  # its stubs disagree with its documented calls
         source, gguf = self._source()
         dtype = getattr(torch, self.options.dtype)
-        with _quiet(transformers):
+        with checkpoint.quiet(transformers):
             if gguf is not None:
-                self.weights_dir = self._converted(gguf, transformers, dtype)
+                self.weights_dir, self.cache_hit = checkpoint.dequantized(gguf, self.options.dtype)
             else:
                 self.weights_dir = source
             try:
@@ -133,43 +129,6 @@ class Transformers(Model):
             device = "cuda" if torch.cuda.is_available() else "cpu"
         model.to(device).eval()
         self._model, self._tokenizer = model, tokenizer
-
-    def _converted(self, gguf: Path, transformers: Any, dtype: Any) -> Path:
-        """The safetensors directory for ``gguf``, converting it on first use."""
-        digest = hashlib.sha256()
-        with gguf.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        target = locate.cache_dir() / "transformers" / f"{digest.hexdigest()}-{self.options.dtype}"
-        if (target / "config.json").exists():
-            self.cache_hit = True
-            return target
-        self.cache_hit = False
-        partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
-        shutil.rmtree(partial, ignore_errors=True)
-        kwargs: dict[str, Any] = {"gguf_file": gguf.name}
-        gguf_config = getattr(transformers, "GgufConfig", None)
-        if gguf_config is not None:
-            # Plain dense weights; a model kept in GGUF blocks cannot be saved.
-            kwargs["quantization_config"] = gguf_config(dequantize=True)
-        try:
-            tokenizer = transformers.AutoTokenizer.from_pretrained(
-                str(gguf.parent), gguf_file=gguf.name
-            )
-            model = transformers.AutoModelForCausalLM.from_pretrained(
-                str(gguf.parent), dtype=dtype, **kwargs
-            )
-            model.save_pretrained(str(partial))
-            tokenizer.save_pretrained(str(partial))
-        except (OSError, ValueError, ImportError) as exc:
-            shutil.rmtree(partial, ignore_errors=True)
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise ModelUnavailable(f"transformers cannot convert {gguf}: {first}") from exc
-        try:
-            partial.rename(target)
-        except OSError:  # another process finished first; its copy is as good
-            shutil.rmtree(partial, ignore_errors=True)
-        return target
 
     def complete(
         self, prompt: Prompt, n: int, params: SamplingParams, seed: int
@@ -341,18 +300,3 @@ class _StopStrings:
         tails = self.tokenizer.batch_decode(input_ids[:, start:], skip_special_tokens=True)
         done = [any(stop in tail for stop in self.stops) for tail in tails]
         return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
-
-
-@contextlib.contextmanager
-def _quiet(transformers: Any) -> Iterator[None]:
-    """No progress bars or info logging while loading; restored afterwards."""
-    logging = transformers.utils.logging
-    bars, verbosity = logging.is_progress_bar_enabled(), logging.get_verbosity()
-    logging.disable_progress_bar()
-    logging.set_verbosity_error()
-    try:
-        yield
-    finally:
-        logging.set_verbosity(verbosity)
-        if bars:
-            logging.enable_progress_bar()
