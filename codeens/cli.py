@@ -15,6 +15,7 @@ COMMANDS = {
     "cascade": "codeens.commands.cascade:cascade",
     "logs": "codeens.commands.logs:logs",
     "models": "codeens.commands.models:models_command",
+    "moe": "codeens.commands.moe:moe",
     "precommit": "codeens.commands.precommit:precommit",
     "route": "codeens.commands.route:route",
     "sandbox": "codeens.commands.sandbox:sandbox",
