@@ -14,6 +14,7 @@ from codeens import __version__
 COMMANDS = {
     "cascade": "codeens.commands.cascade:cascade",
     "logs": "codeens.commands.logs:logs",
+    "merge": "codeens.commands.merge:merge",
     "models": "codeens.commands.models:models_command",
     "moe": "codeens.commands.moe:moe",
     "precommit": "codeens.commands.precommit:precommit",

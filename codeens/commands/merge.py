@@ -1,0 +1,66 @@
+"""``codeens merge RECIPE.yaml --out DIR``: build one checkpoint from several (mergekit YAML)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from codeens.errors import InputError
+
+
+@click.command("merge")
+@click.argument("recipe_path", metavar="RECIPE.yaml", type=click.Path(path_type=Path))
+@click.option(
+    "--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Output directory."
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of DARE's masks.")
+@click.option(
+    "--max-shard-size",
+    type=click.FloatRange(min=0.001),
+    default=2048.0,
+    show_default=True,
+    help="Largest output shard, in MiB.",
+)
+@click.option("--db", type=click.Path(path_type=Path), default=None, help="SQLite log file.")
+@click.option("--quiet", is_flag=True, help="No progress or summary on stderr.")
+def merge(
+    recipe_path: Path, out_dir: Path, seed: int, max_shard_size: float, db: Path | None, quiet: bool
+) -> None:
+    """Merge the models of RECIPE.yaml (linear, task_arithmetic, ties, dare_linear,
+    dare_ties, slerp; mergekit's recipe format) into DIR, loadable with
+    AutoModelForCausalLM and usable as a `transformers` model in codeens.toml. The
+    lineage goes to the log and to DIR/codeens_lineage.json."""
+    import json
+
+    from codeens.merging.engine import merge as run_merge
+    from codeens.merging.recipe import RecipeError, load_recipe
+    from codeens.storage import Store
+    from codeens.storage.models import Lineage
+
+    def log(line: str) -> None:
+        if not quiet:
+            click.echo(line, err=True)
+
+    try:
+        recipe, text = load_recipe(recipe_path)
+        result = run_merge(
+            recipe, out_dir, seed=seed, max_shard_bytes=int(max_shard_size * 1024**2), log=log
+        )
+    except RecipeError as exc:
+        raise InputError(str(exc)) from exc
+    Store(db).write(
+        Lineage(
+            model_dir=result.model_dir,
+            kind="merge",
+            method=result.method,
+            sources_json=json.dumps(result.sources),
+            parameters_json=json.dumps({**result.parameters, "seed": seed}),
+            recipe=text,
+        )
+    )
+    log(
+        f"merged {len(result.sources)} models ({result.method}) into {result.model_dir}: "
+        f"{result.tensors} tensors, {len(result.shards)} shard(s), "
+        f"{result.bytes / 1024**2:.1f} MiB {result.dtype}, {result.seconds:.1f} s"
+    )
