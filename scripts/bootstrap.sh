@@ -168,6 +168,16 @@ example)
     exec .venv/bin/codeens solve examples/problems/add.py
     ;;
 test)
+    # mergekit, for the merge parity tests, in a venv of its own: it pins click and pydantic
+    # versions that codeens does not. About 75 s the first time (torch first, as above).
+    if ! .venv-mergekit/bin/mergekit-yaml --help >/dev/null 2>&1; then
+        step "step 4/4: mergekit environment (.venv-mergekit)"
+        rm -rf .venv-mergekit
+        "$PYTHON" -m venv .venv-mergekit
+        .venv-mergekit/bin/pip install -q torch==2.13.0 </dev/null
+        .venv-mergekit/bin/pip install -q mergekit </dev/null
+        step_done "mergekit environment done"
+    fi
     step "step 4/4: ruff check"
     .venv/bin/ruff check .
     step_done "ruff check done"
