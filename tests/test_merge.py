@@ -285,3 +285,83 @@ def test_tied_embeddings_and_bfloat16(tmp_path: Path) -> None:
     model = AutoModelForCausalLM.from_pretrained(str(tmp_path / "out"))
     assert model.config.tie_word_embeddings
     assert json.loads((tmp_path / "out" / "config.json").read_text())["dtype"] == "bfloat16"
+
+
+@pytest.mark.parametrize(
+    ("recipe", "message"),
+    [
+        ({"merge_method": "linear", "modles": []}, "unsupported key 'modles'"),
+        (
+            {"merge_method": "linear", "models": [{"model": "M1", "weight": 1}]},
+            "unsupported key 'models.0.weight'",
+        ),
+        ({"merge_method": "soup", "models": [{"model": "M1"}]}, "unknown merge method 'soup'"),
+        (
+            {"merge_method": "linear", "models": [{"model": "/nowhere/model"}]},
+            "model file not found: /nowhere/model",
+        ),
+        (
+            {"merge_method": "ties", "models": [{"model": "M1", "parameters": {"weight": 1}}]},
+            "ties needs base_model",
+        ),
+        (
+            {"merge_method": "slerp", "base_model": "M1", "models": [{"model": "M1"}]},
+            "slerp merges exactly two models",
+        ),
+        (
+            {
+                "merge_method": "linear",
+                "models": [{"model": "M1", "parameters": {"weight": 1, "gamma": 0.1}}],
+            },
+            "unsupported key 'models.0.parameters.gamma'",
+        ),
+        ({"merge_method": "linear", "models": [{"model": "M1"}]}, "missing parameter 'weight'"),
+        (
+            {
+                "merge_method": "linear",
+                "models": [
+                    {"model": "M1", "parameters": {"weight": 1}},
+                    {"model": "WIDE", "parameters": {"weight": 1}},
+                ],
+            },
+            "shape mismatch for ",
+        ),
+    ],
+)
+def test_bad_recipes_are_one_line_and_exit_2(
+    tmp_path: Path,
+    models: list[Path],
+    wide: Path,
+    recipe: dict[str, object],
+    message: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    text = json.dumps(recipe).replace('"M1"', json.dumps(str(models[1])))
+    text = text.replace('"WIDE"', json.dumps(str(wide))).replace("M1", str(models[1]))
+    path = tmp_path / "recipe.yaml"
+    path.write_text(text)  # JSON is YAML
+    assert run_merge(str(path), "--out", str(tmp_path / "out")) == 2
+    err = capsys.readouterr().err
+    assert message in err, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert not list((tmp_path).glob("out/*.safetensors"))
+
+
+@pytest.fixture(scope="session")
+def wide(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tiny_models import build_tiny_llama
+
+    return build_tiny_llama(tmp_path_factory.mktemp("wide"), hidden_size=48)
+
+
+def test_bad_yaml_and_missing_file_through_the_real_executable(tmp_path: Path) -> None:
+    from conftest import run_cli
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("merge_method: [linear\n")
+    for path, message in ((bad, "not valid YAML"), (tmp_path / "none.yaml", "cannot read")):
+        proc = run_cli("merge", str(path), "--out", str(tmp_path / "out"), cwd=tmp_path)
+        assert proc.returncode == 2, proc.stderr
+        assert message in proc.stderr
+        assert "Traceback" not in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1

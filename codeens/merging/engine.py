@@ -173,12 +173,12 @@ def _split(
 def _check_parameters(method: MergeMethod, recipe: Recipe, entries: list[ModelEntry]) -> None:
     known = {p.name for p in method.parameters + method.model_parameters}
     scopes = [("parameters", recipe.parameters)]
-    scopes += [(f"models[{e.model}].parameters", e.parameters) for e in entries]
+    scopes += [(f"models.{i}.parameters", e.parameters) for i, e in enumerate(entries)]
     for where, scope in scopes:
         for name in scope:
             if name not in known:
                 raise RecipeError(
-                    f"unsupported key {where}.{name!r}: {method.name} reads "
+                    f"unsupported key '{where}.{name}': {method.name} reads "
                     f"{', '.join(sorted(known))}"
                 )
 

@@ -27,9 +27,9 @@ class Slerp(MergeMethod):
     parameters = (ParameterDef("t", required=True),)
 
     def check(self, inputs: int, has_base: bool) -> None:
-        super().check(inputs, has_base)
         if inputs != 1:
             raise ValueError("slerp merges exactly two models: base_model and one other")
+        super().check(inputs, has_base)
 
     def merge(self, inputs: TensorInputs) -> torch.Tensor:
         assert inputs.base is not None
