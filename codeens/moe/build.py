@@ -127,7 +127,7 @@ def _source(location: str, recipe_dir: Path | None, dtype: str | None) -> Path:
         if relative.exists():
             location = str(relative)
     try:
-        return checkpoint_dir(location, dtype or "float32")
+        return checkpoint_dir(location, dtype or "float32").resolve()
     except ModelUnavailable as exc:
         raise MoEError(str(exc)) from exc
 

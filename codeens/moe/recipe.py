@@ -119,7 +119,9 @@ def first_line(exc: BaseException) -> str:
 
 
 def _first_error(exc: ValidationError) -> str:
-    error = exc.errors()[0]
+    errors = exc.errors()
+    # A misspelt key usually explains the other errors (the key it should have been).
+    error = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error["loc"])
     where = where.lstrip(".")
     if error["type"] == "extra_forbidden":
