@@ -23,7 +23,11 @@ from codeens.moe.recipe import Expert, MoEError, Recipe, first_line
 from codeens.moe.tensors import Checkpoint
 
 COLLINEAR_COSINE = 0.95
-"""Gate rows closer than this (cosine) route almost alike: the prompts are too similar."""
+"""Gate rows closer than this (cosine) route almost alike: the prompts are too similar.
+
+Measured on SmolLM2-135M (hidden gates, positive prompts only): code against prose prompts
+gave per-layer maxima of 0.31 to 0.86; "adds two numbers" against "adds three numbers"
+gave 0.988 to 0.999 in every layer. 0.95 lies between."""
 
 
 def gate_weights(recipe: Recipe, base_dir: Path, layers: int, hidden_size: int) -> Any:
