@@ -13,6 +13,7 @@ from codeens import __version__
 # name -> "module:attribute"; nothing here is imported until the command runs.
 COMMANDS = {
     "cascade": "codeens.commands.cascade:cascade",
+    "eval": "codeens.commands.eval:eval_command",
     "logs": "codeens.commands.logs:logs",
     "merge": "codeens.commands.merge:merge",
     "models": "codeens.commands.models:models_command",

@@ -54,13 +54,25 @@ def price(model: ModelConfig, completion: Completion, seconds: float) -> float:
 
 
 class Generator:
-    """Loads models on first use and returns logged, priced samples."""
+    """Loads models on first use and returns logged, priced samples.
 
-    def __init__(self, store: Store, run_id: str) -> None:
+    With ``charge_cached`` a sample served from the log carries the original's cost and
+    latency instead of zero.
+    """
+
+    def __init__(self, store: Store, run_id: str, *, charge_cached: bool = False) -> None:
         self.store = store
         self.run_id = run_id
+        self.charge_cached = charge_cached
         self._models: dict[str, Model] = {}
         self._lock = threading.Lock()
+
+    def for_run(self, run_id: str) -> Generator:
+        """A generator logging under another run that shares this one's loaded models."""
+        other = Generator(self.store, run_id, charge_cached=self.charge_cached)
+        other._models = self._models
+        other._lock = self._lock
+        return other
 
     def model(self, config: ModelConfig) -> Model:
         with self._lock:
@@ -139,8 +151,10 @@ class Generator:
             input_tokens=hit.input_tokens,
             output_tokens=hit.output_tokens,
             mean_logprob=hit.mean_logprob,
-            latency_s=0.0,
-            cost=0.0,
+            # A repeated request costs nothing, unless runs are compared as if each had
+            # generated on its own (an eval charges every strategy for what it used).
+            latency_s=hit.latency_s if self.charge_cached else 0.0,
+            cost=hit.cost if self.charge_cached else 0.0,
             cached_from=hit.id,
         )
         return Sample(config, row)

@@ -218,7 +218,12 @@ def load_problem(path: Path, extra_tests: Sequence[Path] = ()) -> Problem:
     asserts, the sibling ``test_<stem>.py`` when it exists, and ``extra_tests``.
     Raises ProblemError with one line naming the file when anything is unusable.
     """
-    source = _read(path, "problem")
+    return parse_problem(_read(path, "problem"), path, extra_tests)
+
+
+def parse_problem(source: str, path: Path, extra_tests: Sequence[Path] = ()) -> Problem:
+    """:func:`load_problem` for source already in hand (``path`` names it in messages and
+    locates a sibling test file, which need not exist)."""
     root = _parse_checked(source, path, "problem")
     data = source.encode("utf-8")
     lines = data.split(b"\n")

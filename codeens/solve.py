@@ -8,6 +8,7 @@ configured strategy for every stub of a problem and records the run.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
@@ -119,8 +120,17 @@ class SolveContext:
             self.failures[model.name] = _one_line(exc)
             self.progress.note(f"model {model.name} failed: {self.failures[model.name]}")
             return []
+        touched = self.ingest(samples, prompt, origin)
+        self.store.write(*[s.row for s in samples])
+        return touched
+
+    def ingest(
+        self, samples: list[Sample], prompt: Prompt, origin: str = "sample"
+    ) -> list[CandidateRecord]:
+        """Extract each sample's code into the candidate pool (rows are not written)."""
         touched: list[CandidateRecord] = []
         for sample in samples:
+            model = sample.model
             prefix = "" if model.chat else prompt.prefix
             code = extract_function(sample.text, self.stub, prefix)
             record = None if code is None else self._add(sample, code, origin)
@@ -131,7 +141,6 @@ class SolveContext:
             else:
                 touched.append(record)
             self.all_samples.append(sample)
-        self.store.write(*[s.row for s in samples])
         return list(dict.fromkeys(touched))
 
     def _add(self, sample: Sample, code: str, origin: str) -> CandidateRecord | None:
@@ -244,15 +253,21 @@ def solve(
     progress: Progress,
     kind: str = "solve",
     budget_s: float | None = None,
+    run_id: str | None = None,
+    parent_id: str | None = None,
+    sandbox: Sandbox | None = None,
+    generator: Generator | None = None,
 ) -> SolveReport:
     """Run ``strategy`` on every stub of ``problem``; everything lands in ``store``.
 
     With ``budget_s``, no generation starts after that many seconds; what was found by
-    then is decided on as usual.
+    then is decided on as usual. A caller running many solves (an eval) passes its own
+    ``run_id`` and ``parent_id``, an open ``sandbox`` and a ``generator`` whose loaded
+    models are shared (see :meth:`Generator.for_run`); they stay open afterwards.
     """
     started = time.monotonic()
     deadline = None if budget_s is None else started + budget_s
-    run_id = uuid.uuid4().hex[:12]
+    run_id = run_id or uuid.uuid4().hex[:12]
     problem_hash = hashlib.sha256(problem.source.encode()).hexdigest()
     run = Run(
         id=run_id,
@@ -262,6 +277,7 @@ def solve(
         strategy=strategy.name,
         models_json=json.dumps([m.name for m in models]),
         config_json=config.model_dump_json(),
+        parent_id=parent_id,
     )
     store.write(
         ProblemRow(
@@ -272,12 +288,15 @@ def solve(
         ),
         run,
     )
-    generator = Generator(store, run_id)
+    own_generator = generator is None
+    generator = Generator(store, run_id) if generator is None else generator.for_run(run_id)
     targets: list[TargetOutcome] = []
     solutions: dict[str, str] = {}
     failures: dict[str, str] = {}
     try:
-        with open_sandbox(config) as sandbox:
+        with contextlib.ExitStack() as stack:
+            if sandbox is None:
+                sandbox = stack.enter_context(open_sandbox(config))
             for stub in problem.stubs:
                 tests = problem.tests_for(stub.name)
                 ctx = SolveContext(
@@ -316,7 +335,8 @@ def solve(
                         + "; ".join(f"{k}: {v}" for k, v in ctx.failures.items())
                     )
     finally:
-        generator.close()
+        if own_generator:
+            generator.close()
         report = _finish(run, problem, targets, solutions, failures, started, store)
         store.write(run)
     return report

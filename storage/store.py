@@ -53,7 +53,8 @@ class Store:
             for row in added:
                 session.refresh(row)
 
-    def executions(self, run_id: str | None = None, limit: int = 100) -> Sequence[Execution]:
+    def executions(self, run_id: str | None = None, limit: int | None = 100) -> Sequence[Execution]:
+        """Newest first; ``limit=None`` for all of them."""
         with Session(self.engine) as session:
             query = select(Execution).order_by(col(Execution.id).desc()).limit(limit)
             if run_id is not None:
@@ -80,6 +81,9 @@ class Store:
     def run(self, run_id: str) -> Run | None:
         """A run by id or by a unique id prefix."""
         with Session(self.engine) as session:
+            exact = session.get(Run, run_id)
+            if exact is not None:
+                return exact
             found = session.exec(select(Run).where(col(Run.id).startswith(run_id)).limit(2)).all()
             return found[0] if len(found) == 1 else None
 

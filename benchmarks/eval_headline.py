@@ -1,0 +1,139 @@
+"""The headline table: the embedded models and the strategies on a fixed benchmark slice.
+
+Runs ``codeens eval`` on the first N HumanEval problems and the first N MBPP test-split
+problems (the same slice every time), with a private log, then writes the tables to
+``benchmarks/results/eval_headline.md`` and into README.md between the
+``eval-headline`` markers, so the README's figures are regenerated, never typed.
+
+Usage (from outside the checkout, or with the installed package first on sys.path):
+    .venv/bin/python benchmarks/eval_headline.py [--limit 10] [--samples 4]
+        [--strategies vote,majority,codebertscore,cascade] [--mbpp-data PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+START, END = "<!-- eval-headline:start -->", "<!-- eval-headline:end -->"
+
+
+def run_eval(args: argparse.Namespace, benchmark: str, extra: list[str]) -> dict[str, Any]:
+    command = [
+        str(Path(sys.executable).with_name("codeens")),
+        "eval",
+        benchmark,
+        "--limit",
+        str(args.limit),
+        "--samples",
+        str(args.samples),
+        "--strategies",
+        args.strategies,
+        "--db",
+        str(args.db),
+        "--json",
+        "--quiet",
+        *extra,
+    ]
+    started = time.monotonic()
+    done = subprocess.run(command, check=True, capture_output=True, text=True)
+    summary: dict[str, Any] = json.loads(done.stdout)
+    summary["command"] = " ".join(["codeens", *command[1:]])
+    summary["measured_wall_s"] = time.monotonic() - started
+    return summary
+
+
+def pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}"
+
+
+def ci(pair: list[float | None]) -> str:
+    return f"{pct(pair[0])}-{pct(pair[1])}"
+
+
+def num(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def table(summary: dict[str, Any]) -> list[str]:
+    lines = [
+        f"**{summary['benchmark']} {summary['split']}**, first {summary['problems_done']} "
+        f"problems, {summary['samples']} samples per model; oracle (any sample passes the "
+        f"hidden tests) {pct(summary['oracle'])} %; run took "
+        f"{summary['measured_wall_s'] / 60:.1f} min.",
+        "",
+        "| model | pass@1 % (95% CI) | pass@k % | CodeBLEU | CodeBERTScore F1 | tokens |",
+        "|---|---|---|---|---|---|",
+    ]
+    k = summary["samples"]
+    for name, row in summary["models"].items():
+        lines.append(
+            f"| {name} | {pct(row['pass@1'])} ({ci(row['pass@1_ci'])}) | "
+            f"pass@{k} {pct(row.get(f'pass@{k}'))} | {num(row['codebleu'])} | "
+            f"{num(row['codebertscore_f1'])} | {row['tokens']} |"
+        )
+    lines += [
+        "",
+        "| strategy | pass@1 % (95% CI) | oracle % | selection eff. % | tokens | cost | "
+        "p50 / p95 s | escalated % |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, row in summary["strategies"].items():
+        lines.append(
+            f"| {name} | {pct(row['pass@1'])} ({ci(row['pass@1_ci'])}) | "
+            f"{pct(row['oracle'])} | {pct(row['selection_efficiency'])} | {row['tokens']} | "
+            f"{num(row['cost'], 6)} | {num(row['latency_p50_s'], 1)} / "
+            f"{num(row['latency_p95_s'], 1)} | {pct(row['escalated'])} |"
+        )
+    lines += ["", f"Command: `{summary['command']}` (run `{summary['run_id']}`)", ""]
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--limit", type=int, default=10)
+    parser.add_argument("--samples", type=int, default=4)
+    parser.add_argument("--strategies", default="vote,majority,codebertscore,cascade")
+    parser.add_argument("--mbpp-data", type=Path, default=ROOT.parent / "shared/datasets/mbpp")
+    parser.add_argument("--db", type=Path, default=RESULTS / "eval_headline.db")
+    parser.add_argument("--no-readme", action="store_true", help="Leave README.md alone.")
+    args = parser.parse_args()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    summaries = [
+        run_eval(args, "humaneval", []),
+        run_eval(args, "mbpp", ["--split", "test", "--data", str(args.mbpp_data)]),
+    ]
+    body = [
+        f"Embedded models on 2 CPU cores; `python benchmarks/eval_headline.py --limit "
+        f"{args.limit} --samples {args.samples} --strategies {args.strategies}`.",
+        "",
+    ]
+    for summary in summaries:
+        body += table(summary)
+    text = "\n".join(body)
+    (RESULTS / "eval_headline.md").write_text(text + "\n", encoding="utf-8")
+    (RESULTS / "eval_headline.json").write_text(json.dumps(summaries, indent=1), "utf-8")
+    print(text)
+    if not args.no_readme:
+        readme = ROOT / "README.md"
+        old = readme.read_text(encoding="utf-8")
+        if START in old and END in old:
+            new = re.sub(
+                re.escape(START) + ".*?" + re.escape(END),
+                lambda _: f"{START}\n{text}\n{END}",
+                old,
+                flags=re.S,
+            )
+            readme.write_text(new, encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,203 @@
+"""``codeens eval``: models and strategies on HumanEval or MBPP, scored on hidden tests."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import click
+
+from codeens.errors import InputError
+
+
+def _names(text: str | None) -> list[str]:
+    return [n.strip() for n in (text or "").split(",") if n.strip()]
+
+
+@click.command("eval")
+@click.argument("benchmark", required=False)
+@click.option("--split", default=None, help="test (default), validation, train, prompt, ...")
+@click.option("--limit", type=click.IntRange(1), default=None, help="The first N problems.")
+@click.option("--problems", "problem_ids", default=None, help="Comma-separated task ids.")
+@click.option("--models", "model_names", default=None, help="Comma-separated model names.")
+@click.option(
+    "--strategies", "strategy_names", default=None, help="Comma-separated (default: vote)."
+)
+@click.option("--samples", type=click.IntRange(1, 200), default=None, help="Per model.")
+@click.option("--workers", type=click.IntRange(1, 64), default=None, help="Sandbox workers.")
+@click.option("--seed", type=int, default=None, help="Base sampling seed.")
+@click.option(
+    "--data",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Local data (MBPP: a folder with mbpp.jsonl and sanitized-mbpp.json).",
+)
+@click.option("--resume", "resume_id", default=None, help="Continue an interrupted run.")
+@click.option("--config", "config_path", type=click.Path(path_type=Path), default=None)
+@click.option("--db", type=click.Path(path_type=Path), default=None, help="SQLite log file.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option("--quiet", is_flag=True, help="No progress display.")
+def eval_command(
+    benchmark: str | None,
+    split: str | None,
+    limit: int | None,
+    problem_ids: str | None,
+    model_names: str | None,
+    strategy_names: str | None,
+    samples: int | None,
+    workers: int | None,
+    seed: int | None,
+    data: Path | None,
+    resume_id: str | None,
+    config_path: Path | None,
+    db: Path | None,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Evaluate on BENCHMARK (humaneval or mbpp): every model samples once, every strategy
+    chooses from those samples on the visible tests, the hidden tests score the choice.
+
+    Interrupted runs continue with --resume RUN_ID. `codeens report RUN_ID` writes the
+    report.
+    """
+    from codeens.evals import runner
+    from codeens.evals.summary import summarize
+    from codeens.progress import Progress
+    from codeens.storage import Store
+
+    store = Store(db)
+    if resume_id is not None:
+        if benchmark is not None:
+            raise InputError("--resume continues a recorded run: give no BENCHMARK with it")
+        run = store.run(resume_id)
+        if run is None or run.kind != "eval":
+            raise InputError(f"no eval run {resume_id!r} in {store.path}")
+        if run.status == "done":
+            raise InputError(f"eval run {run.id} already finished: codeens report {run.id}")
+    else:
+        if benchmark is None:
+            raise InputError("give a BENCHMARK (humaneval or mbpp) or --resume RUN_ID")
+        spec = _spec(
+            benchmark,
+            split,
+            limit,
+            problem_ids,
+            model_names,
+            strategy_names,
+            samples,
+            workers,
+            seed,
+            data,
+            config_path,
+        )
+        run = runner.start(spec, store)
+    click.echo(f"eval run {run.id} (resume with: codeens eval --resume {run.id})", err=True)
+    try:
+        with Progress(enabled=None if not quiet else False) as progress:
+            run = runner.execute(run, store, progress)
+    except KeyboardInterrupt:
+        click.echo(f"interrupted; continue with: codeens eval --resume {run.id}", err=True)
+        raise
+    summary = summarize(store, run)
+    run.summary_json = json.dumps(summary)
+    store.write(run)
+    if as_json:
+        click.echo(json.dumps(summary))
+    else:
+        for line in table_lines(summary):
+            click.echo(line)
+
+
+def _spec(
+    benchmark: str,
+    split: str | None,
+    limit: int | None,
+    problem_ids: str | None,
+    model_names: str | None,
+    strategy_names: str | None,
+    samples: int | None,
+    workers: int | None,
+    seed: int | None,
+    data: Path | None,
+    config_path: Path | None,
+) -> Any:
+    from codeens.config import ConfigError, load_config
+    from codeens.evals.benchmarks import BENCHMARKS, BenchmarkError, select
+    from codeens.evals.spec import EvalSpec
+    from codeens.registry import UnknownName
+    from codeens.sandbox.backends.base import SANDBOXES
+    from codeens.solve import load_strategy
+
+    if limit is not None and problem_ids:
+        raise InputError("give --limit or --problems, not both")
+    try:
+        config, _ = load_config(config_path)
+        updates: dict[str, Any] = {}
+        if seed is not None:
+            updates["seed"] = seed
+        if workers is not None:
+            updates["sandbox"] = config.sandbox.model_copy(update={"workers": workers})
+        config = config.model_copy(update=updates)
+        models = _names(model_names) or [m.name for m in config.models]
+        for name in models:
+            config.model(name)
+        strategies = _names(strategy_names) or [config.strategy]
+        for name in strategies:
+            load_strategy(name, config)
+        SANDBOXES.get(config.sandbox.backend)
+        bench = BENCHMARKS.get(benchmark)()
+        chosen_split = split or bench.default_split
+        problems = select(bench.load(chosen_split, data), limit, _names(problem_ids))
+    except (ConfigError, UnknownName, BenchmarkError) as exc:
+        raise InputError(str(exc)) from exc
+    if not problems:
+        raise InputError(f"{benchmark} {chosen_split}: no problems selected")
+    return EvalSpec(
+        benchmark=benchmark,
+        split=chosen_split,
+        data=str(data.absolute()) if data else None,
+        task_ids=tuple(p.task_id for p in problems),
+        models=tuple(models),
+        strategies=tuple(dict.fromkeys(strategies)),
+        samples=samples or config.samples,
+        config=config,
+    )
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None or math.isnan(value) else f"{100 * value:.1f}"
+
+
+def _num(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None or math.isnan(value) else f"{value:.{digits}f}"
+
+
+def table_lines(summary: dict[str, Any]) -> list[str]:
+    """The headline tables as plain text."""
+    lines = [
+        f"{summary['benchmark']} {summary['split']}: {summary['problems_done']} of "
+        f"{summary['problems_total']} problems, {summary['samples']} samples per model, "
+        f"oracle {_pct(summary['oracle'])}%"
+    ]
+    lines.append(f"{'model':<16} {'pass@1':>7} {'95% CI':>13} {'CodeBLEU':>8} {'CBS-F1':>7}")
+    for name, row in summary["models"].items():
+        low, high = row["pass@1_ci"]
+        lines.append(
+            f"{name:<16} {_pct(row['pass@1']):>7} {_pct(low):>6}-{_pct(high):<6} "
+            f"{_num(row['codebleu']):>8} {_num(row['codebertscore_f1']):>7}"
+        )
+    lines.append(
+        f"{'strategy':<16} {'pass@1':>7} {'95% CI':>13} {'oracle':>7} {'effic.':>7} "
+        f"{'tokens':>8} {'cost':>10} {'p50 s':>7} {'p95 s':>7}"
+    )
+    for name, row in summary["strategies"].items():
+        low, high = row["pass@1_ci"]
+        lines.append(
+            f"{name:<16} {_pct(row['pass@1']):>7} {_pct(low):>6}-{_pct(high):<6} "
+            f"{_pct(row['oracle']):>7} {_pct(row['selection_efficiency']):>7} "
+            f"{row['tokens']:>8} {_num(row['cost'], 6):>10} {_num(row['latency_p50_s'], 2):>7} "
+            f"{_num(row['latency_p95_s'], 2):>7}"
+        )
+    return lines
