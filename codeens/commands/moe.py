@@ -51,18 +51,22 @@ def build(
     exists = out_dir.exists() and (out_dir.is_file() or any(out_dir.iterdir()))
     if exists and not force:
         raise InputError(f"{out_dir} already exists; use --force to replace it")
+    target = out_dir
+    if out_dir.exists():  # --force: the old directory stays until the new build is complete
+        target = out_dir.with_name(out_dir.name + ".new")
+        shutil.rmtree(target, ignore_errors=True)  # left by an interrupted --force
     try:
         built = build_moe(
             recipe,
             text,
-            out_dir.with_name(out_dir.name + ".new") if out_dir.exists() else out_dir,
+            target,
             recipe_dir=recipe_path.parent,
             max_shard_bytes=max_shard_mb << 20,
             warn=lambda line: click.echo(f"warning: {line}", err=True),
         )
     except MoEError as exc:
         raise InputError(str(exc)) from exc
-    if built.out_dir != out_dir:  # --force: swap in only once the new build is complete
+    if built.out_dir != out_dir:
         if out_dir.is_dir():
             shutil.rmtree(out_dir)
         else:
