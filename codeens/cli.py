@@ -19,6 +19,7 @@ COMMANDS = {
     "models": "codeens.commands.models:models_command",
     "moe": "codeens.commands.moe:moe",
     "precommit": "codeens.commands.precommit:precommit",
+    "report": "codeens.commands.report:report",
     "route": "codeens.commands.route:route",
     "sandbox": "codeens.commands.sandbox:sandbox",
     "solve": "codeens.commands.solve:solve",

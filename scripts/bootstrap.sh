@@ -168,6 +168,12 @@ example)
     exec .venv/bin/codeens solve examples/problems/add.py
     ;;
 test)
+    # Debian's chromium, headless, opens the eval report in the report tests.
+    if ! have chromium && can_apt; then
+        step "step 4/4: chromium (headless browser for the report tests)"
+        apt_install chromium
+        step_done "chromium done"
+    fi
     # mergekit, for the merge parity tests, in a venv of its own: it pins click and pydantic
     # versions that codeens does not. About 75 s the first time (torch first, as above).
     if ! .venv-mergekit/bin/mergekit-yaml --help >/dev/null 2>&1; then

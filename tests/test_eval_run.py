@@ -16,101 +16,29 @@ import signal
 import sqlite3
 import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
 
 from codeens.evals import runner
-from codeens.evals.benchmarks import BENCHMARKS, BenchmarkProblem, select
 from codeens.evals.spec import EvalSpec
 from codeens.evals.summary import summarize
-from codeens.models.base import Completion
-from codeens.models.replay import record
 from codeens.progress import Progress
-from codeens.prompts import solve_prompt
 from codeens.storage import Store
 from codeens.strategies.base import STRATEGIES, Decision, Strategy
-from conftest import CODEENS, REPO, run_cli
+from conftest import CODEENS
+from eval_fixtures import HUMANEVAL_IDS, MBPP_DATA, MBPP_IDS, SAMPLES, items, run_eval, setup_replay
 
 pytestmark = pytest.mark.docker
-
-MBPP_DATA = REPO.parent / "shared" / "datasets" / "mbpp"
-HUMANEVAL_IDS = ["HumanEval/0", "HumanEval/2", "HumanEval/4"]
-MBPP_IDS = ["11", "12", "14"]
-SAMPLES = 2
-
-
-def _items(benchmark: str, ids: list[str]) -> list[BenchmarkProblem]:
-    data = MBPP_DATA if benchmark == "mbpp" else None
-    return select(BENCHMARKS.get(benchmark)().load("test", data), ids=ids)
-
-
-def _visible_answer(item: BenchmarkProblem) -> str:
-    """A program returning the first visible assert's expected value: passes it, little else."""
-    problem = runner.as_problem(item, "x")
-    tests = problem.tests_for(item.entry_point)
-    for node in ast.walk(ast.parse(tests)):
-        if isinstance(node, ast.Compare) and isinstance(node.ops[0], ast.Eq):
-            value = ast.unparse(node.comparators[0])
-            return f"def {item.entry_point}(*args):\n    return {value}\n"
-    return f"def {item.entry_point}(*args):\n    return None\n"
-
-
-def _canonical(item: BenchmarkProblem) -> str:
-    return item.canonical
-
-
-ANSWERS: dict[str, Callable[[BenchmarkProblem], str]] = {
-    "good": _canonical,
-    "bad": _visible_answer,
-}
-
-
-def _setup(tmp_path: Path, benchmark: str, ids: list[str]) -> Path:
-    """Recordings for every prompt of the slice, and a config naming the replay models."""
-    recording = tmp_path / "recording.jsonl"
-    for item in _items(benchmark, ids):
-        problem = runner.as_problem(item, benchmark)
-        stub = problem.stubs[0]
-        prompt = solve_prompt(problem, stub, problem.tests_for(stub.name)).text_for(True)
-        for name, answer in ANSWERS.items():
-            for seed in range(SAMPLES):
-                text = f"```python\n{answer(item)}```\n"
-                record(recording, name, prompt, seed, Completion(text, 100, 10 + seed))
-    config = tmp_path / "codeens.toml"
-    lines = ["[sandbox]\ntimeout = 5.0\nworkers = 2\n"]
-    for price, name in enumerate(ANSWERS, start=1):
-        lines.append(
-            f'[[models]]\nname = "{name}"\nbackend = "replay"\nlocation = "{recording}"\n'
-            f"price_output_per_mtok = {price}.0\n"
-        )
-    config.write_text("\n".join(lines))
-    return config
-
-
-def _eval(tmp_path: Path, config: Path, db: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return run_cli(
-        "eval",
-        *args,
-        "--config",
-        str(config),
-        "--db",
-        str(db),
-        "--json",
-        "--quiet",
-        cwd=tmp_path,
-        timeout=600,
-    )
 
 
 def test_eval_scores_on_hidden_tests_and_reuses_generations(
     tmp_path: Path, sandbox_image: str
 ) -> None:
-    config = _setup(tmp_path, "mbpp", MBPP_IDS)
+    config = setup_replay(tmp_path, "mbpp", MBPP_IDS)
     db = tmp_path / "eval.db"
-    done = _eval(
+    done = run_eval(
         tmp_path,
         config,
         db,
@@ -177,7 +105,7 @@ class Spy(Strategy):
 def test_no_strategy_ever_sees_a_hidden_test(
     tmp_path: Path, sandbox_image: str, benchmark: str, ids: list[str]
 ) -> None:
-    config_path = _setup(tmp_path, benchmark, ids)
+    config_path = setup_replay(tmp_path, benchmark, ids)
     STRATEGIES.register("spy", Spy)
     Spy.seen = []
     from codeens.config import load_config
@@ -199,7 +127,7 @@ def test_no_strategy_ever_sees_a_hidden_test(
     seen = "\n".join(Spy.seen)
     prompts = "\n".join(g.prompt for g in store.generations(run.id))
     leaked = []
-    for item in _items(benchmark, ids):
+    for item in items(benchmark, ids):
         visible = runner.as_problem(item, benchmark).tests_for(item.entry_point)
         visible_asserts = _assert_texts(visible) | _assert_texts(item.source)
         for test in _assert_texts(item.hidden_tests) - visible_asserts:
@@ -233,7 +161,7 @@ def _counts(db: Path) -> tuple[int, int]:
 @pytest.mark.timeout(900)
 def test_resume_after_kill_9_redoes_nothing_finished(tmp_path: Path, sandbox_image: str) -> None:
     ids = HUMANEVAL_IDS
-    config = _setup(tmp_path, "humaneval", ids)
+    config = setup_replay(tmp_path, "humaneval", ids)
     strategies = "majority,cascade"
     args = ["humaneval", "--problems", ",".join(ids), "--samples", str(SAMPLES)]
     args += ["--strategies", strategies]
@@ -276,7 +204,7 @@ def test_resume_after_kill_9_redoes_nothing_finished(tmp_path: Path, sandbox_ima
         ).fetchall()
     assert finished, "some work had finished before the kill"
 
-    resumed = _eval(tmp_path, config, killed_db, "--resume", run_id)
+    resumed = run_eval(tmp_path, config, killed_db, "--resume", run_id)
     assert resumed.returncode == 0, resumed.stderr
     summary = json.loads(resumed.stdout)
     assert summary["status"] == "done" and summary["problems_done"] == len(ids)
@@ -315,7 +243,7 @@ def test_resume_after_kill_9_redoes_nothing_finished(tmp_path: Path, sandbox_ima
     assert redone <= 1, "at most the one child in flight is redone"
 
     fresh_db = tmp_path / "fresh.db"
-    fresh = _eval(tmp_path, config, fresh_db, *args)
+    fresh = run_eval(tmp_path, config, fresh_db, *args)
     assert fresh.returncode == 0, fresh.stderr
     expected = json.loads(fresh.stdout)
     for key in ("models", "strategies"):
@@ -325,9 +253,9 @@ def test_resume_after_kill_9_redoes_nothing_finished(tmp_path: Path, sandbox_ima
 
 
 def test_resume_of_a_finished_run_is_refused(tmp_path: Path, sandbox_image: str) -> None:
-    config = _setup(tmp_path, "humaneval", ["HumanEval/0"])
+    config = setup_replay(tmp_path, "humaneval", ["HumanEval/0"])
     db = tmp_path / "eval.db"
-    first = _eval(
+    first = run_eval(
         tmp_path,
         config,
         db,
@@ -341,5 +269,5 @@ def test_resume_of_a_finished_run_is_refused(tmp_path: Path, sandbox_image: str)
     )
     assert first.returncode == 0, first.stderr
     run_id = json.loads(first.stdout)["run_id"]
-    again = _eval(tmp_path, config, db, "--resume", run_id)
+    again = run_eval(tmp_path, config, db, "--resume", run_id)
     assert again.returncode == 2 and "already finished" in again.stderr
