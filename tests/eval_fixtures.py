@@ -9,9 +9,12 @@ Everything else in the runs built from these is the real pipeline.
 from __future__ import annotations
 
 import ast
+import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
+
+import pytest
 
 from codeens.evals import runner
 from codeens.evals.benchmarks import BENCHMARKS, BenchmarkProblem, select
@@ -88,4 +91,37 @@ def run_eval(
         "--quiet",
         cwd=tmp_path,
         timeout=600,
+    )
+
+
+BROWSER_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-default-apps",
+    "--disable-sync",
+    "--no-first-run",
+    "--mute-audio",
+]
+
+
+def chromium() -> str:
+    found = shutil.which("chromium")
+    if found is None:
+        pytest.fail("chromium is missing: `bash scripts/bootstrap.sh test` installs it")
+    return found
+
+
+def browser(*args: str) -> subprocess.CompletedProcess[str]:
+    """Debian's chromium, headless and offline, with ``args`` (a URL last)."""
+    return subprocess.run(
+        [chromium(), *BROWSER_FLAGS, "--virtual-time-budget=10000", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        stdin=subprocess.DEVNULL,
     )

@@ -9,31 +9,17 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 from PIL import Image, ImageStat
 
 from conftest import run_cli
-from eval_fixtures import MBPP_DATA, run_eval, setup_replay
+from eval_fixtures import MBPP_DATA, browser, run_eval, setup_replay
 
 pytestmark = pytest.mark.docker
 
 IDS = ["11", "12"]
-BROWSER_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-default-apps",
-    "--disable-sync",
-    "--no-first-run",
-    "--mute-audio",
-]
 
 
 @pytest.fixture(scope="module")
@@ -65,24 +51,6 @@ def eval_runs(
     return db, ids
 
 
-def _chromium() -> str:
-    found = shutil.which("chromium")
-    if found is None:
-        pytest.fail("chromium is missing: `bash scripts/bootstrap.sh test` installs it")
-    return found
-
-
-def _browser(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [_chromium(), *BROWSER_FLAGS, "--virtual-time-budget=10000", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
-
-
 def test_report_renders_in_headless_chromium(
     tmp_path: Path, eval_runs: tuple[Path, list[str]]
 ) -> None:
@@ -99,7 +67,7 @@ def test_report_renders_in_headless_chromium(
     page = out / "report.html"
     assert "http://" not in page.read_text() and "https://" not in page.read_text()
 
-    dom = _browser("--dump-dom", page.as_uri())
+    dom = browser("--dump-dom", page.as_uri())
     assert dom.returncode == 0, dom.stderr[-2000:]
     body = re.search(r"<body[^>]*>", dom.stdout)
     assert body is not None, dom.stdout[:500]
@@ -107,7 +75,7 @@ def test_report_renders_in_headless_chromium(
     assert 'data-images-loaded="4"' in body.group(0), "every plot decoded in the browser"
 
     shot = tmp_path / "shot.png"
-    taken = _browser(f"--screenshot={shot}", "--window-size=1200,2400", page.as_uri())
+    taken = browser(f"--screenshot={shot}", "--window-size=1200,2400", page.as_uri())
     assert taken.returncode == 0 and shot.is_file(), taken.stderr[-2000:]
     with Image.open(shot) as image:
         stat = ImageStat.Stat(image.convert("L"))
@@ -126,7 +94,7 @@ def test_compare_report_shows_both_runs(tmp_path: Path, eval_runs: tuple[Path, l
     # cascade is only in run B: its row has no value for A.
     assert re.search(r"\| strategy \| cascade \| - \| \d+\.\d \| - \|", markdown), markdown
     assert re.search(r"\| strategy \| majority \| (\d+\.\d) \| \1 \| \+0\.0 \|", markdown)
-    dom = _browser("--dump-dom", (out / "report.html").as_uri())
+    dom = browser("--dump-dom", (out / "report.html").as_uri())
     assert 'data-images-loaded="2"' in dom.stdout
 
 
