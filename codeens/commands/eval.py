@@ -79,19 +79,7 @@ def eval_command(
     else:
         if benchmark is None:
             raise InputError("give a BENCHMARK (humaneval or mbpp) or --resume RUN_ID")
-        spec = _spec(
-            benchmark,
-            split,
-            limit,
-            problem_ids,
-            model_names,
-            strategy_names,
-            samples,
-            workers,
-            seed,
-            data,
-            config_path,
-        )
+        spec = _spec(benchmark, click.get_current_context().params)
         run = runner.start(spec, store)
     click.echo(f"eval run {run.id} (resume with: codeens eval --resume {run.id})", err=True)
     try:
@@ -110,19 +98,8 @@ def eval_command(
             click.echo(line)
 
 
-def _spec(
-    benchmark: str,
-    split: str | None,
-    limit: int | None,
-    problem_ids: str | None,
-    model_names: str | None,
-    strategy_names: str | None,
-    samples: int | None,
-    workers: int | None,
-    seed: int | None,
-    data: Path | None,
-    config_path: Path | None,
-) -> Any:
+def _spec(benchmark: str, params: dict[str, Any]) -> Any:
+    """The EvalSpec the command line asks for; InputError for anything unusable."""
     from codeens.config import ConfigError, load_config
     from codeens.evals.benchmarks import BENCHMARKS, BenchmarkError, select
     from codeens.evals.spec import EvalSpec
@@ -130,26 +107,29 @@ def _spec(
     from codeens.sandbox.backends.base import SANDBOXES
     from codeens.solve import load_strategy
 
-    if limit is not None and problem_ids:
+    data: Path | None = params["data"]
+    if params["limit"] is not None and params["problem_ids"]:
         raise InputError("give --limit or --problems, not both")
     try:
-        config, _ = load_config(config_path)
+        config, _ = load_config(params["config_path"])
         updates: dict[str, Any] = {}
-        if seed is not None:
-            updates["seed"] = seed
-        if workers is not None:
-            updates["sandbox"] = config.sandbox.model_copy(update={"workers": workers})
+        if params["seed"] is not None:
+            updates["seed"] = params["seed"]
+        if params["workers"] is not None:
+            updates["sandbox"] = config.sandbox.model_copy(update={"workers": params["workers"]})
         config = config.model_copy(update=updates)
-        models = _names(model_names) or [m.name for m in config.models]
+        models = _names(params["model_names"]) or [m.name for m in config.models]
         for name in models:
             config.model(name)
-        strategies = _names(strategy_names) or [config.strategy]
+        strategies = _names(params["strategy_names"]) or [config.strategy]
         for name in strategies:
             load_strategy(name, config)
         SANDBOXES.get(config.sandbox.backend)
         bench = BENCHMARKS.get(benchmark)()
-        chosen_split = split or bench.default_split
-        problems = select(bench.load(chosen_split, data), limit, _names(problem_ids))
+        chosen_split = params["split"] or bench.default_split
+        problems = select(
+            bench.load(chosen_split, data), params["limit"], _names(params["problem_ids"])
+        )
     except (ConfigError, UnknownName, BenchmarkError) as exc:
         raise InputError(str(exc)) from exc
     if not problems:
@@ -161,7 +141,7 @@ def _spec(
         task_ids=tuple(p.task_id for p in problems),
         models=tuple(models),
         strategies=tuple(dict.fromkeys(strategies)),
-        samples=samples or config.samples,
+        samples=params["samples"] or config.samples,
         config=config,
     )
 
