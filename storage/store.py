@@ -73,9 +73,12 @@ class Store:
             )
             return session.exec(query).first()
 
-    def runs(self, limit: int = 20) -> Sequence[Run]:
+    def runs(self, limit: int = 20, *, children: bool = False) -> Sequence[Run]:
+        """Newest first; runs made on behalf of another (an eval's) only with ``children``."""
         with Session(self.engine) as session:
             query = select(Run).order_by(col(Run.created_at).desc()).limit(limit)
+            if not children:
+                query = query.where(col(Run.parent_id).is_(None))
             return session.exec(query).all()
 
     def run(self, run_id: str) -> Run | None:

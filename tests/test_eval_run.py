@@ -27,7 +27,7 @@ from codeens.evals.summary import summarize
 from codeens.progress import Progress
 from codeens.storage import Store
 from codeens.strategies.base import STRATEGIES, Decision, Strategy
-from conftest import CODEENS
+from conftest import CODEENS, run_cli
 from eval_fixtures import HUMANEVAL_IDS, MBPP_DATA, MBPP_IDS, SAMPLES, items, run_eval, setup_replay
 
 pytestmark = pytest.mark.docker
@@ -81,6 +81,11 @@ def test_eval_scores_on_hidden_tests_and_reuses_generations(
     # One generation per (model, problem, sample), every strategy served from the log.
     assert len(originals) == 2 * 3 * SAMPLES and {n for _, n in originals} == {1}
     assert len(hidden) == 6 and {n for _, n in hidden} == {1}, "each program once"
+    # `codeens logs` lists the eval run; its per-problem runs only with --all.
+    listed = run_cli("logs", "--db", str(db), cwd=tmp_path).stdout.splitlines()
+    assert [line.split()[0] for line in listed] == [summary["run_id"]]
+    everything = run_cli("logs", "--db", str(db), "--all", "-n", "100", cwd=tmp_path).stdout
+    assert len(everything.splitlines()) == 1 + 3 * 2
 
 
 class Spy(Strategy):

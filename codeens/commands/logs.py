@@ -13,15 +13,16 @@ from codeens.errors import InputError
 @click.group("logs", invoke_without_command=True)
 @click.option("--db", type=click.Path(path_type=Path), default=None, help="SQLite log file.")
 @click.option("-n", "--limit", type=click.IntRange(1, 10000), default=20, show_default=True)
+@click.option("--all", "everything", is_flag=True, help="Also the per-problem runs of eval runs.")
 @click.pass_context
-def logs(ctx: click.Context, db: Path | None, limit: int) -> None:
+def logs(ctx: click.Context, db: Path | None, limit: int, everything: bool) -> None:
     """List recent runs (newest first)."""
     ctx.obj = db
     if ctx.invoked_subcommand is not None:
         return
     from codeens.storage import Store
 
-    for run in Store(db).runs(limit):
+    for run in Store(db).runs(limit, children=everything):
         models = ",".join(json.loads(run.models_json))
         click.echo(
             f"{run.id}  {run.created_at:%Y-%m-%d %H:%M:%S}  {run.status:10} {run.strategy:10} "
