@@ -10,6 +10,7 @@ from models_fixtures import ADD_PROMPT, SMOLLM2
 
 from codeens.models import ModelConfig, ModelUnavailable, Prompt, SamplingParams
 from codeens.models.llamacpp import LlamaCpp
+from codeens.models.locate import CACHE_ENV
 from codeens.models.transformers_backend import Transformers
 
 pytest_plugins = ["models_fixtures"]
@@ -160,11 +161,18 @@ def smollm2_hf(model_cache: Path) -> Iterator[Transformers]:
 
 
 def test_gguf_is_converted_once_then_loaded_from_the_cache(
-    smollm2_hf: Transformers, model_cache: Path
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert smollm2_hf.cache_hit is False  # a fresh cache: converted from the GGUF
-    cached = smollm2_hf.weights_dir
-    assert isinstance(cached, Path) and cached.parent == model_cache / "models" / "transformers"
+    # A cache of its own: the session cache may already hold SmolLM2 (merge and MoE tests).
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
+    first = Transformers(smollm2_config())
+    try:
+        first.load()
+    finally:
+        first.close()
+    assert first.cache_hit is False  # a fresh cache: converted from the GGUF
+    cached = first.weights_dir
+    assert isinstance(cached, Path) and cached.parent == tmp_path / "models" / "transformers"
     assert (cached / "model.safetensors").is_file() and (cached / "tokenizer.json").is_file()
     assert not list(cached.parent.glob("*.partial"))
     second = Transformers(smollm2_config())
