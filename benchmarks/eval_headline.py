@@ -7,7 +7,7 @@ problems (the same slice every time), with a private log, then writes the tables
 
 Usage (from outside the checkout, or with the installed package first on sys.path):
     .venv/bin/python benchmarks/eval_headline.py [--limit 10] [--samples 4]
-        [--strategies vote,majority,codebertscore,cascade] [--mbpp-data PATH]
+        [--strategies vote,majority,codebertscore,cascade] [--mbpp-data DIR]
 """
 
 from __future__ import annotations
@@ -102,14 +102,18 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=10)
     parser.add_argument("--samples", type=int, default=4)
     parser.add_argument("--strategies", default="vote,majority,codebertscore,cascade")
-    parser.add_argument("--mbpp-data", type=Path, default=ROOT.parent / "shared/datasets/mbpp")
+    parser.add_argument("--mbpp-data", type=Path, default=None, help="Default: shipped copy.")
     parser.add_argument("--db", type=Path, default=RESULTS / "eval_headline.db")
     parser.add_argument("--no-readme", action="store_true", help="Leave README.md alone.")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     summaries = [
         run_eval(args, "humaneval", []),
-        run_eval(args, "mbpp", ["--split", "test", "--data", str(args.mbpp_data)]),
+        run_eval(
+            args,
+            "mbpp",
+            ["--split", "test", *(["--data", str(args.mbpp_data)] if args.mbpp_data else [])],
+        ),
     ]
     body = [
         f"Embedded models on 2 CPU cores; `python benchmarks/eval_headline.py --limit "

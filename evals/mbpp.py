@@ -1,4 +1,5 @@
-"""MBPP (974 problems; the sanitized subset has 427) from a local copy or the ``datasets`` hub.
+"""MBPP (974 problems; the sanitized subset has 427): the copy shipped in ``data/mbpp``
+(unmodified upstream files, CC BY 4.0), another local copy, or the ``datasets`` hub.
 
 Convention: the stub is the canonical solution's signature (the function the first assert
 calls) with the task text as its docstring. Visible: the first assert of ``test_list``, with
@@ -43,10 +44,15 @@ class MBPP(Benchmark):
             raise BenchmarkError(f"MBPP data: a record lacks {exc}") from exc
 
 
+BUNDLED = Path(__file__).resolve().parent / "data" / "mbpp"
+HUB = "hub"
+
+
 def read_records(sanitized: bool, data: Path | None) -> list[dict[str, Any]]:
-    """The records from ``data`` (a folder or file), ``$CODEENS_MBPP_DATA``, else the hub."""
-    where = data or (Path(os.environ[DATA_ENV]) if os.environ.get(DATA_ENV) else None)
-    if where is None:
+    """The records from ``data`` (a folder or file; ``hub`` for the datasets library),
+    else ``$CODEENS_MBPP_DATA``, else the copy shipped in this package."""
+    where = data or (Path(os.environ[DATA_ENV]) if os.environ.get(DATA_ENV) else BUNDLED)
+    if str(where) == HUB:
         return _from_hub(sanitized)
     path = where / (SANITIZED_FILE if sanitized else FULL_FILE) if where.is_dir() else where
     if not path.is_file():
@@ -67,8 +73,8 @@ def _from_hub(sanitized: bool) -> list[dict[str, Any]]:
         import datasets  # type: ignore[import-not-found, unused-ignore]
     except ImportError as exc:
         raise BenchmarkError(
-            f"MBPP: give --data DIR (a copy with {FULL_FILE} and {SANITIZED_FILE}) or set "
-            f"${DATA_ENV}; or install the datasets package to read it from its hub"
+            "MBPP: --data hub needs the datasets package; leave --data out to use the "
+            "copy shipped with codeens"
         ) from exc
     try:
         loaded = datasets.load_dataset("mbpp", "sanitized" if sanitized else "full")

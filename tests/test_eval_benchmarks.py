@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import ast
+import hashlib
 from pathlib import Path
 
 import pytest
 
 from codeens.evals.benchmarks import BENCHMARKS, BenchmarkError, select
-from codeens.evals.mbpp import DATA_ENV
+from codeens.evals.mbpp import BUNDLED, DATA_ENV
 from codeens.evals.runner import as_problem
-from conftest import REPO, run_cli
-
-MBPP_DATA = REPO.parent / "shared" / "datasets" / "mbpp"
+from conftest import run_cli
+from eval_fixtures import MBPP_DATA, SHARED_MBPP
 
 
 def _asserts(source: str) -> set[str]:
@@ -121,3 +121,21 @@ def test_bad_eval_input_is_one_line_and_exit_2(
     assert message in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "digest"),
+    [
+        ("mbpp.jsonl", "ccf64ceae9c5403bf50a044cb6d505bfd2a2963ee58338ba268fd65beab92a9f"),
+        ("sanitized-mbpp.json", "ca95deaa9a01ef0a6f439f88bcf0dd3db3563d22f22aad6cae04ebb9a8d8c8e9"),
+    ],
+)
+def test_the_shipped_mbpp_is_the_upstream_file(name: str, digest: str) -> None:
+    assert hashlib.sha256((BUNDLED / name).read_bytes()).hexdigest() == digest
+    if SHARED_MBPP.is_dir():
+        assert (BUNDLED / name).read_bytes() == (SHARED_MBPP / name).read_bytes()
+
+
+def test_mbpp_defaults_to_the_shipped_copy(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(DATA_ENV, raising=False)
+    assert len(BENCHMARKS.get("mbpp")().load("test")) == 500

@@ -32,7 +32,8 @@ def _names(text: str | None) -> list[str]:
     "--data",
     type=click.Path(path_type=Path),
     default=None,
-    help="Local data (MBPP: a folder with mbpp.jsonl and sanitized-mbpp.json).",
+    help="MBPP: a folder with mbpp.jsonl and sanitized-mbpp.json, or 'hub' for the datasets "
+    "library (default: the copy shipped with codeens).",
 )
 @click.option("--resume", "resume_id", default=None, help="Continue an interrupted run.")
 @click.option("--config", "config_path", type=click.Path(path_type=Path), default=None)
@@ -137,7 +138,7 @@ def _spec(benchmark: str, params: dict[str, Any]) -> Any:
     return EvalSpec(
         benchmark=benchmark,
         split=chosen_split,
-        data=str(data.absolute()) if data else None,
+        data=None if data is None else str(data if str(data) == "hub" else data.absolute()),
         task_ids=tuple(p.task_id for p in problems),
         models=tuple(models),
         strategies=tuple(dict.fromkeys(strategies)),
