@@ -12,6 +12,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from codeens.models.base import ModelConfig, SamplingParams
+from codeens.validation import first_error
 
 CONFIG_NAME = "codeens.toml"
 
@@ -94,12 +95,4 @@ def load_config(path: Path | None = None, cwd: Path | None = None) -> tuple[Conf
     try:
         return Config.model_validate(data), path
     except ValidationError as exc:
-        raise ConfigError(f"config {path}: {_first_error(exc)}") from exc
-
-
-def _first_error(exc: ValidationError) -> str:
-    error = exc.errors()[0]
-    where = ".".join(str(part) for part in error["loc"])
-    if error["type"] == "extra_forbidden":
-        return f"unknown key {where!r}"
-    return f"{where}: {error['msg']}"
+        raise ConfigError(f"config {path}: {first_error(exc)}") from exc

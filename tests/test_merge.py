@@ -292,10 +292,10 @@ def test_tied_embeddings_and_bfloat16(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("recipe", "message"),
     [
-        ({"merge_method": "linear", "modles": []}, "unsupported key 'modles'"),
+        ({"merge_method": "linear", "modles": []}, "unknown key 'modles'"),
         (
             {"merge_method": "linear", "models": [{"model": "M1", "weight": 1}]},
-            "unsupported key 'models.0.weight'",
+            "unknown key 'models.0.weight'",
         ),
         ({"merge_method": "soup", "models": [{"model": "M1"}]}, "unknown merge method 'soup'"),
         (
@@ -315,7 +315,7 @@ def test_tied_embeddings_and_bfloat16(tmp_path: Path) -> None:
                 "merge_method": "linear",
                 "models": [{"model": "M1", "parameters": {"weight": 1, "gamma": 0.1}}],
             },
-            "unsupported key 'models.0.parameters.gamma'",
+            "unknown key 'models.0.parameters.gamma'",
         ),
         ({"merge_method": "linear", "models": [{"model": "M1"}]}, "missing parameter 'weight'"),
         (

@@ -291,7 +291,7 @@ BAD_RECIPES = {
     "unknown-expert-key": (
         "base_model: {a}\ngate_mode: random\nexperts:\n  - source_model: {a}\n    weight: 1\n"
         "  - source_model: {a}\n",
-        "unknown key 'experts[0].weight'",
+        "unknown key 'experts.0.weight'",
     ),
     "no-prompts": (
         "base_model: {a}\nexperts:\n  - source_model: {a}\n  - source_model: {a}\n",

@@ -178,8 +178,7 @@ def _check_parameters(method: MergeMethod, recipe: Recipe, entries: list[ModelEn
         for name in scope:
             if name not in known:
                 raise RecipeError(
-                    f"unsupported key '{where}.{name}': {method.name} reads "
-                    f"{', '.join(sorted(known))}"
+                    f"unknown key '{where}.{name}': {method.name} reads {', '.join(sorted(known))}"
                 )
 
 

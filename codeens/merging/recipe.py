@@ -17,8 +17,9 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
+
+from codeens.validation import load_yaml, parse_yaml
 
 Scalar = float | int | bool | str
 Gradient = list[float]
@@ -107,43 +108,11 @@ class RecipeError(ValueError):
 
 def load_recipe(path: Path) -> tuple[Recipe, str]:
     """(validated recipe, its text) from a YAML file; :class:`RecipeError` if unusable."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RecipeError(f"cannot read recipe {path}: {exc}") from exc
-    return parse_recipe(text, str(path)), text
+    return load_yaml(path, Recipe, RecipeError)
 
 
 def parse_recipe(text: str, source: str = "recipe") -> Recipe:
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        first = " ".join(str(exc).split())
-        raise RecipeError(f"{source} is not valid YAML: {first}") from exc
-    if not isinstance(data, dict):
-        raise RecipeError(f"{source}: expected a mapping of recipe keys")
-    try:
-        return Recipe.model_validate(data)
-    except ValidationError as exc:
-        raise RecipeError(f"{source}: {_first_error(exc)}") from exc
-
-
-_UNION_LABEL = re.compile(r"[\[\]]|^(float|int|bool|str)$")
-
-
-def _first_error(exc: ValidationError) -> str:
-    """One line for the first problem, naming the key as a dotted path."""
-    error = exc.errors()[0]
-    # Union members add their type names to the location; keep only the recipe's keys.
-    parts = [
-        str(p) for p in error["loc"] if not re.search(r"[\[\]]|^(float|int|bool|str)$", str(p))
-    ]
-    where = ".".join(parts) or "recipe"
-    if error["type"] == "extra_forbidden":
-        return f"unsupported key {where!r}"
-    if error["type"] == "missing":
-        return f"missing key {where!r}"
-    return f"{where}: {error['msg']}"
+    return parse_yaml(text, Recipe, source, RecipeError)
 
 
 _LAYER = re.compile(r"(?:^|\.)layers\.(\d+)\.")

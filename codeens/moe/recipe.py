@@ -22,7 +22,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from codeens.validation import load_yaml, parse_yaml
 
 
 class MoEError(ValueError):
@@ -88,45 +90,14 @@ class Recipe(BaseModel):
 
 def parse_recipe(text: str, where: str = "recipe") -> Recipe:
     """Validate YAML ``text``; raise :class:`MoEError` with one line naming the problem."""
-    import yaml
-
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" (line {mark.line + 1})" if mark is not None else ""
-        raise MoEError(f"{where}: not valid YAML{at}") from exc
-    if not isinstance(data, dict):
-        raise MoEError(f"{where}: expected a mapping of keys such as base_model and experts")
-    try:
-        return Recipe.model_validate(data)
-    except ValidationError as exc:
-        raise MoEError(f"{where}: {_first_error(exc)}") from exc
+    return parse_yaml(text, Recipe, where, MoEError)
 
 
 def load_recipe(path: Path) -> tuple[Recipe, str]:
     """Read and validate the recipe file; returns it with its text (kept for lineage)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise MoEError(f"cannot read recipe {path}: {exc}") from exc
-    return parse_recipe(text, str(path)), text
+    return load_yaml(path, Recipe, MoEError)
 
 
 def first_line(exc: BaseException) -> str:
     """The first line of an exception's message (library errors can run to pages)."""
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-
-
-def _first_error(exc: ValidationError) -> str:
-    errors = exc.errors()
-    # A misspelt key usually explains the other errors (the key it should have been).
-    error = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
-    where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error["loc"])
-    where = where.lstrip(".")
-    if error["type"] == "extra_forbidden":
-        return f"unknown key {where!r}"
-    if error["type"] == "missing":
-        return f"missing key {where!r}"
-    message = str(error["msg"]).removeprefix("Value error, ")
-    return f"{where}: {message}" if where else message
