@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from models_fixtures import ADD_PROMPT, SMOLLM2
+from tiny_models import build_tiny_llama
 
 from codeens.models import ModelConfig, ModelUnavailable, Prompt, SamplingParams
 from codeens.models.llamacpp import LlamaCpp
@@ -15,56 +16,11 @@ from codeens.models.transformers_backend import Transformers
 
 pytest_plugins = ["models_fixtures"]
 
-CORPUS = [
-    "def add(a, b):\n    return a + b\n",
-    "def sub(a, b):\n    return a - b\n",
-    "for i in range(10):\n    print(i * i)\n",
-    "class Stack:\n    def push(self, item):\n        self.items.append(item)\n",
-    "Write a Python function that returns the sum of two numbers.",
-] * 20
-TEMPLATE = (
-    "{% for m in messages %}<s>{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
-    "{% if add_generation_prompt %}<s>assistant: {% endif %}"
-)
-
 
 @pytest.fixture(scope="session")
 def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-layer llama (hidden size 32) with a BPE tokenizer trained here on a few lines."""
-    import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=320,
-        special_tokens=["<s>", "</s>", "<pad>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
-    bpe.train_from_iterator(CORPUS, trainer)
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=bpe, bos_token="<s>", eos_token="</s>", pad_token="<pad>"
-    )
-    tokenizer.chat_template = TEMPLATE
-    tokenizer.save_pretrained(folder)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(folder)
-    return folder
+    return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
 
 
 def tiny(folder: Path, chat: bool = False, **options: object) -> Transformers:
