@@ -31,7 +31,7 @@ from codeens.evals.benchmarks import BENCHMARKS, BenchmarkProblem, select
 from codeens.evals.spec import EvalSpec
 from codeens.generation import Generator
 from codeens.models.base import ModelConfig
-from codeens.problem import Problem, parse_problem
+from codeens.problem import Problem, fill, parse_problem
 from codeens.progress import Progress
 from codeens.recording import execution_row
 from codeens.sandbox.backends.base import Candidate, Sandbox
@@ -149,7 +149,7 @@ def sample_pass(
     The requests are the ones a strategy's first sampling round makes (same prompt, same
     seeds), so the strategies find them in the log. Returns the models that failed.
     """
-    have = Counter(g.model for g in store.generations(run_id) if g.target == item.task_id)
+    have = Counter(g.model for g in store.generations(run_id, item.task_id))
     stub = problem.stubs[0]
     ctx = SolveContext(
         problem=problem,
@@ -191,10 +191,10 @@ def hidden_pass(
     suite = parse_test_suite(item.hidden_tests, f"{item.task_id} hidden tests")
     done = {
         e.candidate.rpartition("#")[2]
-        for e in store.executions(run_id, limit=None)
-        if e.tests_hash == suite.tests_hash and e.candidate.startswith(item.task_id + "#")
+        for e in store.executions(run_id, limit=None, tests_hash=suite.tests_hash)
+        if e.candidate.startswith(item.task_id + "#")
     }
-    rows = [g for g in store.generations(run_id) if g.target == item.task_id]
+    rows = list(store.generations(run_id, item.task_id))
     for child in children_of(store, run_id, index):
         rows.extend(store.generations(child.id))
     codes: dict[str, str] = {}
@@ -203,8 +203,6 @@ def hidden_pass(
             codes.setdefault(row.code_hash, row.code)
     if not codes:
         return
-    from codeens.problem import fill
-
     candidates = []
     for digest, code in codes.items():
         try:
@@ -218,10 +216,9 @@ def hidden_pass(
 
 def children_of(store: Store, run_id: str, index: int) -> list[Run]:
     """The finished child runs of one problem, the newest per strategy."""
-    prefix = f"{run_id}-{index:04d}-"
     latest: dict[str, Run] = {}
-    for child in store.children(run_id):
-        if child.id.startswith(prefix) and child.status in FINISHED:
+    for child in store.children(run_id, f"{run_id}-{index:04d}-"):
+        if child.status in FINISHED:
             latest[child.strategy] = child
     return list(latest.values())
 
@@ -229,7 +226,9 @@ def children_of(store: Store, run_id: str, index: int) -> list[Run]:
 def _child_id(run_id: str, index: int, strategy: str, store: Store) -> str | None:
     """The id for this (problem, strategy) solve; None when one already finished."""
     base = f"{run_id}-{index:04d}-{strategy}"
-    tries = [c for c in store.children(run_id) if c.id == base or c.id.startswith(base + "-r")]
+    tries = [
+        c for c in store.children(run_id, base) if c.id == base or c.id.startswith(base + "-r")
+    ]
     if any(c.status in FINISHED for c in tries):
         return None
     for child in tries:  # interrupted: keep its rows, say so, and start a fresh attempt

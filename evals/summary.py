@@ -27,13 +27,15 @@ def summarize(store: Store, run: Run, *, similarity: bool = True) -> dict[str, A
     spec = spec_of(run)
     problems = load_problems(spec)
     hidden = _hidden_verdicts(store, run.id)
-    all_rows = store.generations(run.id)
+    by_task: dict[str, list[Generation]] = defaultdict(list)
+    for row in store.generations(run.id):
+        by_task[row.target].append(row)
     per_task: list[dict[str, Any]] = []
     for index, item in enumerate(problems):
         children = {c.strategy: c for c in children_of(store, run.id, index)}
         suite_hash = parse_test_suite(item.hidden_tests).tests_hash
         verdicts = hidden.get((item.task_id, suite_hash), {})
-        rows = [g for g in all_rows if g.target == item.task_id]
+        rows = by_task[item.task_id]
         if not rows or set(children) != set(spec.strategies):
             continue  # not finished yet (an interrupted run)
         per_task.append(

@@ -53,12 +53,16 @@ class Store:
             for row in added:
                 session.refresh(row)
 
-    def executions(self, run_id: str | None = None, limit: int | None = 100) -> Sequence[Execution]:
-        """Newest first; ``limit=None`` for all of them."""
+    def executions(
+        self, run_id: str | None = None, limit: int | None = 100, *, tests_hash: str | None = None
+    ) -> Sequence[Execution]:
+        """Newest first; ``limit=None`` for all of them; one test suite's if given."""
         with Session(self.engine) as session:
             query = select(Execution).order_by(col(Execution.id).desc()).limit(limit)
             if run_id is not None:
                 query = query.where(Execution.run_id == run_id)
+            if tests_hash is not None:
+                query = query.where(Execution.tests_hash == tests_hash)
             return session.exec(query).all()
 
     def cached_generation(self, request_key: str) -> Generation | None:
@@ -90,9 +94,12 @@ class Store:
             found = session.exec(select(Run).where(col(Run.id).startswith(run_id)).limit(2)).all()
             return found[0] if len(found) == 1 else None
 
-    def generations(self, run_id: str) -> Sequence[Generation]:
+    def generations(self, run_id: str, target: str | None = None) -> Sequence[Generation]:
+        """A run's generations in order; one target's if given."""
         with Session(self.engine) as session:
             query = select(Generation).where(Generation.run_id == run_id)
+            if target is not None:
+                query = query.where(Generation.target == target)
             return session.exec(query.order_by(col(Generation.id))).all()
 
     def decisions(self, run_id: str) -> Sequence[Decision]:
@@ -100,10 +107,13 @@ class Store:
             query = select(Decision).where(Decision.run_id == run_id)
             return session.exec(query.order_by(col(Decision.id))).all()
 
-    def children(self, parent_id: str) -> Sequence[Run]:
-        """The runs started on behalf of another (an eval run's per-problem runs)."""
+    def children(self, parent_id: str, id_prefix: str = "") -> Sequence[Run]:
+        """The runs started on behalf of another (an eval run's per-problem runs), by id;
+        only those whose id starts with ``id_prefix`` if given."""
         with Session(self.engine) as session:
             query = select(Run).where(Run.parent_id == parent_id)
+            if id_prefix:
+                query = query.where(col(Run.id).startswith(id_prefix))
             return session.exec(query.order_by(col(Run.id))).all()
 
     def lineage(self, model_dir: str | None = None) -> Sequence[Lineage]:
