@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from codeens.errors import InputError
+
+if TYPE_CHECKING:
+    from codeens.evals.spec import EvalSpec
 
 
 def _names(text: str | None) -> list[str]:
@@ -99,7 +102,7 @@ def eval_command(
             click.echo(line)
 
 
-def _spec(benchmark: str, params: dict[str, Any]) -> Any:
+def _spec(benchmark: str, params: dict[str, Any]) -> EvalSpec:
     """The EvalSpec the command line asks for; InputError for anything unusable."""
     from codeens.config import ConfigError, load_config
     from codeens.evals.benchmarks import BENCHMARKS, BenchmarkError, select
