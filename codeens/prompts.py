@@ -24,8 +24,8 @@ def solve_prompt(problem: Problem, stub: Stub, tests: str, feedback: str = "") -
     shown = tests if len(tests) <= MAX_TESTS_SHOWN else tests[:MAX_TESTS_SHOWN] + "\n# ...\n"
     parts = [
         f"Implement the Python function `{stub.name}`. Keep its name and signature.",
-        "Reply with one ```python code block containing the complete function and any "
-        "imports or helper functions it needs; no example usage.",
+        "Reply with only one ```python code block holding the complete function, with "
+        "the imports and helper functions it needs; no tests, example usage or explanation.",
         f"```python\n{context_before(problem, stub)}{stub.prompt_text}\n```",
     ]
     if shown.strip():

@@ -144,12 +144,23 @@ if ! .venv/bin/python -c 'import torch' >/dev/null 2>&1; then
 fi
 # llama-cpp-python has no wheel on the registry and takes minutes to compile: build it
 # once per machine into a wheel cache and install from there afterwards.
-WHEELS=${CODEENS_WHEEL_CACHE:-$HOME/.cache/codeens/wheels}
+# It compiles for the build machine's CPU (-march=native). On Xeons with AMX that enables
+# ggml's AMX matrix kernels, which crash (SIGSEGV in ggml_backend_amx_mul_mat) on the
+# virtual machines here: AMX is switched off, every other native instruction set stays.
+# The folder name carries that choice, so a wheel built without it is never reused.
+WHEELS=${CODEENS_WHEEL_CACHE:-$HOME/.cache/codeens/wheels}/noamx
 LLAMA_VERSION=$(sed -n 's/.*"llama-cpp-python==\([0-9.]*\)".*/\1/p' pyproject.toml)
+NO_AMX="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
 mkdir -p "$WHEELS"
 if ! ls "$WHEELS"/llama_cpp_python-"$LLAMA_VERSION"-*.whl >/dev/null 2>&1; then
     log "building llama-cpp-python $LLAMA_VERSION once into $WHEELS (several minutes)"
-    .venv/bin/pip wheel -q --no-deps "llama-cpp-python==$LLAMA_VERSION" -w "$WHEELS" </dev/null
+    CFLAGS="$NO_AMX" CXXFLAGS="$NO_AMX" .venv/bin/pip wheel -q --no-deps --no-cache-dir \
+        "llama-cpp-python==$LLAMA_VERSION" -w "$WHEELS" </dev/null
+fi
+# A venv made before the AMX switch holds the crashing build: replace it.
+if .venv/bin/python -c 'import llama_cpp, sys; sys.exit(b"AMX_INT8 = 1" not in llama_cpp.llama_print_system_info())' >/dev/null 2>&1; then
+    log "replacing llama-cpp-python built with AMX"
+    .venv/bin/pip install -q --no-deps --force-reinstall "$WHEELS"/llama_cpp_python-"$LLAMA_VERSION"-*.whl </dev/null
 fi
 log "pip install -e '.[dev]' (strict editable)"
 .venv/bin/pip install -q --find-links "$WHEELS" -e '.[dev]' \

@@ -41,8 +41,10 @@ class RouteOptions(BaseModel):
 
     k: int = Field(5, ge=1, description="Neighbours (past problems) to look at.")
     willingness_to_pay: float = Field(1.0, ge=0.0, description="lambda: cost per unit of P.")
+    # "all" by default: the kNN estimate needs every model's record on past problems, and a
+    # cheapest-only fallback would never give the other models one.
     fallback: Literal["cheapest", "all"] = Field(
-        "cheapest", description="Without enough history: the cheapest model, or all models."
+        "all", description="Without enough history: all models (default), or the cheapest."
     )
 
 

@@ -203,7 +203,7 @@ def test_embedded_models_smoke(tmp_path: Path, sandbox_image: str) -> None:
     db = tmp_path / "smoke.db"
     proc = run_cli(
         "solve", str(problem), "--strategy", "codebertscore", "--json", "--samples", "2",
-        "--db", str(db), cwd=tmp_path, timeout=900,
+        "--models", "qwen-coder-0.5b", "--db", str(db), cwd=tmp_path, timeout=900,
     )  # fmt: skip
     assert proc.returncode in (0, 1), proc.stderr
     trace = json.loads(proc.stdout)["trace"]["add"]

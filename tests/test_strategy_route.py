@@ -192,8 +192,13 @@ def test_explain_shows_neighbours_estimates_and_choice(history: dict[str, Path])
 
 
 def test_no_history_falls_back_and_says_so(history: dict[str, Path], tmp_path: Path) -> None:
-    config = _config(tmp_path / "c.toml", history["recordings"], good_price=0.5)
-    data, stderr = _solve(history["new"], config, tmp_path / "empty.db", "route")
+    cheapest = _config(
+        tmp_path / "c.toml",
+        history["recordings"],
+        good_price=0.5,
+        route='k = 3\nfallback = "cheapest"',
+    )
+    data, stderr = _solve(history["new"], cheapest, tmp_path / "empty.db", "route")
     notes = [line for line in stderr.splitlines() if line.startswith("route:")]
     assert notes == [
         "route: no history (0 past problem(s) with history, k=3); using the cheapest model, good"
@@ -202,8 +207,9 @@ def test_no_history_falls_back_and_says_so(history: dict[str, Path], tmp_path: P
     assert trace["routed_to"] == ["good"] and trace["fallback"].startswith("0 past problem")
     assert {c["model"] for c in data["candidates"]} == {"good"}
 
-    every = _config(tmp_path / "all.toml", history["recordings"], route='fallback = "all"')
-    data, stderr = _solve(history["new"], every, tmp_path / "empty-all.db", "route")
+    # The default asks every model, so that each gains the history routing needs.
+    config = _config(tmp_path / "all.toml", history["recordings"], good_price=0.5)
+    data, stderr = _solve(history["new"], config, tmp_path / "empty-all.db", "route")
     assert "using all models (good, bad)" in stderr
     assert {c["model"] for c in data["candidates"]} == {"good", "bad"}
     assert data["status"] == "solved"
@@ -215,7 +221,7 @@ def test_no_history_falls_back_and_says_so(history: dict[str, Path], tmp_path: P
     assert proc.returncode == 0 and proc.stderr == ""
     assert proc.stdout.splitlines() == [
         f"plus: no history in {tmp_path / 'blank.db'} (0 past problem(s) with history, k=3); "
-        "route would use the cheapest model, good"
+        "route would use all models (good, bad)"
     ]
 
 
@@ -237,12 +243,12 @@ def test_embedded_models_smoke(tmp_path: Path, sandbox_image: str) -> None:
     db = tmp_path / "smoke.db"
     proc = run_cli(
         "solve", str(problem), "--strategy", "route", "--json", "--samples", "2",
-        "--db", str(db), cwd=tmp_path, timeout=900,
+        "--models", "qwen-coder-0.5b,smollm2", "--db", str(db), cwd=tmp_path, timeout=900,
     )  # fmt: skip
     assert proc.returncode in (0, 1), proc.stderr
     assert "route: no history" in proc.stderr
     trace = json.loads(proc.stdout)["trace"]["add"]
-    assert trace["routed_to"] == ["smollm2"]  # the cheaper of the two embedded models
+    assert trace["routed_to"] == ["smollm2", "qwen-coder-0.5b"]  # all, cheapest first
     with sqlite3.connect(db) as conn:
         stored = conn.execute("SELECT strategy, trace_json FROM decisions").fetchone()
     assert stored[0] == "route" and json.loads(stored[1]) == trace

@@ -181,7 +181,8 @@ def test_embedded_models_run_the_score_ensemble(tmp_path: Path, sandbox_image: s
     shutil.copy(REPO / "examples" / "problems" / "add.py", problem)
     proc = run_cli(
         "solve", str(problem), "--strategy", "score-ensemble", "--json", "--samples", "2",
-        "--db", str(tmp_path / "log.db"), cwd=tmp_path, timeout=1700,
+        "--models", "qwen-coder-0.5b", "--db", str(tmp_path / "log.db"), cwd=tmp_path,
+        timeout=1700,
     )  # fmt: skip
     assert proc.returncode in (0, 1), proc.stderr
     trace = json.loads(proc.stdout)["trace"]["add"]

@@ -245,13 +245,13 @@ def test_no_usable_tests_falls_back_to_the_plain_vote(
     assert data["failures"] == {}  # a model that cannot write tests is not a run failure
 
 
-# Two small models on a shared CPU: minutes, more under load.
+# The embedded Qwen 0.5B on a shared CPU: a minute, more under load.
 @pytest.mark.timeout(1800)
 def test_embedded_models_smoke(tmp_path: Path, problem: Path, sandbox_image: str) -> None:
     db = tmp_path / "smoke.db"
     proc = run_cli(
         "solve", str(problem), "--strategy", "vote", "--json", "--samples", "2", "--db", str(db),
-        cwd=tmp_path, timeout=1700,
+        "--models", "qwen-coder-0.5b", cwd=tmp_path, timeout=1700,
     )  # fmt: skip
     assert proc.returncode in (0, 1), proc.stderr
     trace = json.loads(proc.stdout)["trace"]["add"]

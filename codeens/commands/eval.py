@@ -85,6 +85,7 @@ def eval_command(
             raise InputError("give a BENCHMARK (humaneval or mbpp) or --resume RUN_ID")
         spec = _spec(benchmark, click.get_current_context().params)
         run = runner.start(spec, store)
+    _prepare(runner.spec_of(run))
     click.echo(f"eval run {run.id} (resume with: codeens eval --resume {run.id})", err=True)
     try:
         with Progress(enabled=None if not quiet else False) as progress:
@@ -100,6 +101,17 @@ def eval_command(
     else:
         for line in table_lines(summary):
             click.echo(line)
+
+
+def _prepare(spec: EvalSpec) -> None:
+    """Join and verify the split model files the run uses before anything is sampled."""
+    from codeens.models import locate
+    from codeens.models.parts import AssemblyError
+
+    try:
+        locate.prepare([spec.config.model(name).location for name in spec.models])
+    except AssemblyError as exc:
+        raise InputError(str(exc)) from exc
 
 
 def _spec(benchmark: str, params: dict[str, Any]) -> EvalSpec:

