@@ -1,13 +1,18 @@
-"""The headline table: the embedded models and the strategies on a fixed benchmark slice.
+"""The headline table: the embedded models and the strategies on fixed benchmark slices.
 
-Runs ``codeens eval`` on the first N HumanEval problems and the first N MBPP test-split
-problems (the same slice every time), with a private log, then writes the tables to
-``benchmarks/results/eval_headline.md`` and into README.md between the
-``eval-headline`` markers, so the README's figures are regenerated, never typed.
+Runs ``codeens eval`` on a slice spread over each benchmark (HumanEval ids 0, 4, 8, ...,
+160: 41 problems; MBPP test problems 11, 23, 35, ...: every 12th, 42 problems), with a
+private log, then writes the tables to ``benchmarks/results/eval_headline.md`` and into
+README.md between the ``eval-headline`` markers, so the README's figures are regenerated,
+never typed. The slices are fixed by their stride, not chosen by looking at results.
+
+An interrupted run is continued: an unfinished eval run in the private log with the same
+command line is resumed (``codeens eval --resume``) instead of started again.
 
 Usage (from outside the checkout, or with the installed package first on sys.path):
-    .venv/bin/python benchmarks/eval_headline.py [--limit 10] [--samples 4]
-        [--strategies vote,majority,codebertscore,cascade] [--mbpp-data DIR]
+    .venv/bin/python benchmarks/eval_headline.py [--samples 4]
+        [--strategies vote,majority,codebertscore,cascade,score-ensemble,moa]
+        [--only humaneval|mbpp] [--mbpp-data DIR]
 """
 
 from __future__ import annotations
@@ -24,29 +29,61 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 START, END = "<!-- eval-headline:start -->", "<!-- eval-headline:end -->"
+SLICES = {
+    "humaneval": ",".join(f"HumanEval/{i}" for i in range(0, 164, 4)),
+    "mbpp": ",".join(str(i) for i in range(11, 511, 12)),
+}
+DESCRIBED = {
+    "humaneval": "ids 0, 4, 8, ..., 160",
+    "mbpp": "test problems 11, 23, 35, ..., 503 (every 12th)",
+}
+
+
+def _codeens() -> str:
+    return str(Path(sys.executable).with_name("codeens"))
+
+
+def _unfinished(db: Path, benchmark: str, args: argparse.Namespace) -> str | None:
+    """The id of an unfinished eval run of this slice, samples and strategies, if any."""
+    if not db.exists():
+        return None
+    from codeens.storage import Store
+
+    wanted = {
+        "benchmark": benchmark,
+        "task_ids": SLICES[benchmark].split(","),
+        "strategies": args.strategies.split(","),
+        "samples": args.samples,
+    }
+    for run in Store(db).runs(limit=200):
+        spec = json.loads(run.config_json or "{}")
+        same = all(spec.get(key) == value for key, value in wanted.items())
+        if run.kind == "eval" and run.status != "done" and same:
+            return run.id
+    return None
 
 
 def run_eval(args: argparse.Namespace, benchmark: str, extra: list[str]) -> dict[str, Any]:
-    command = [
-        str(Path(sys.executable).with_name("codeens")),
+    spec_args = [
         "eval",
         benchmark,
-        "--limit",
-        str(args.limit),
+        "--problems",
+        SLICES[benchmark],
         "--samples",
         str(args.samples),
         "--strategies",
         args.strategies,
-        "--db",
-        str(args.db),
-        "--json",
-        "--quiet",
         *extra,
     ]
+    tail = ["--db", str(args.db), "--json", "--quiet"]
+    run_id = _unfinished(args.db, benchmark, args)
+    command = [_codeens(), *spec_args, *tail]
+    if run_id is not None:
+        command = [_codeens(), "eval", "--resume", run_id, *tail]
     started = time.monotonic()
-    done = subprocess.run(command, check=True, capture_output=True, text=True)
+    done = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True)
     summary: dict[str, Any] = json.loads(done.stdout)
-    summary["command"] = " ".join(["codeens", *command[1:]])
+    summary["command"] = " ".join(["codeens", *spec_args[:3], "...", *spec_args[4:], *tail])
     summary["measured_wall_s"] = time.monotonic() - started
     return summary
 
