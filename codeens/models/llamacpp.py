@@ -4,11 +4,16 @@ Loaded models are shared per process, keyed by (file, options): many :class:`Lla
 instances over one file load it once, and the last :meth:`LlamaCpp.close` frees it. One
 ``Llama`` is not thread-safe, so calls on a shared model are serialised by its lock.
 
-Chat models use the chat template stored in the GGUF (``create_chat_completion``); base
-models continue ``prompt.prefix`` (``create_completion``). Sample ``i`` uses seed
-``seed + i``. At temperature 0 decoding is greedy, so one call is made and, when ``n > 1``,
-the answer is repeated: the copies report zero tokens (they cost nothing) and carry
-``extra["copy_of"] = 0``.
+The ``Llama`` object holds the weights, the vocabulary and the chat template; decoding runs
+in a context of codeens' own (:mod:`codeens.models.llamacpp_batch`) where the ``n`` samples
+of a request share one evaluation of the prompt and advance together, one batch per token.
+Prompts are rendered as ``create_chat_completion`` (chat models, the GGUF's template) and
+``create_completion`` (base models, ``prompt.prefix``) render them
+(:mod:`codeens.models.llamacpp_prompt`), and each sample draws with the sampler chain those
+calls would build, so a single greedy sample is the library's answer token for token.
+Sample ``i`` uses seed ``seed + i``. At temperature 0 decoding is greedy, so one sample is
+decoded and, when ``n > 1``, repeated: the copies report zero tokens (they cost nothing)
+and carry ``extra["copy_of"] = 0``.
 """
 
 from __future__ import annotations
@@ -32,10 +37,12 @@ from codeens.models.base import (
     Prompt,
     SamplingParams,
 )
-from codeens.models.openai_compat import parse_choice
+from codeens.models.llamacpp_batch import BatchDecoder, DecoderSettings
+from codeens.models.llamacpp_prompt import PromptRenderer
 
-# llama.cpp treats 0xFFFFFFFF as "pick a random seed"; seeds are reduced below it.
-_SEED_RANGE = 0xFFFFFFFF
+# The Llama's own context is never decoded in (codeens decodes in the BatchDecoder's), so
+# it is kept as small as llama.cpp allows instead of a second full-size KV cache.
+_IDLE_CTX = 256
 
 
 def _cpus() -> int:
@@ -45,8 +52,14 @@ def _cpus() -> int:
 @dataclass
 class _Loaded:
     llama: Any
+    renderer: PromptRenderer
+    decoder: BatchDecoder
     lock: threading.Lock = field(default_factory=threading.Lock)
     users: int = 0
+
+    def close(self) -> None:
+        self.decoder.close()  # its context goes before the model it was made from
+        self.llama.close()
 
 
 _LOADED: dict[tuple[str, str], _Loaded] = {}
@@ -61,15 +74,24 @@ class LlamaCpp(Model):
     class Options(BaseModel):
         model_config = ConfigDict(extra="forbid")
 
-        n_ctx: int = Field(2048, ge=16, description="Context window in tokens (prompt + answer).")
+        n_ctx: int = Field(
+            2048, ge=16, description="Context window of each sample in tokens (prompt + answer)."
+        )
         n_threads: int = Field(
             default_factory=_cpus, ge=1, description="CPU threads; default all cores."
         )
+        n_seq_max: int = Field(
+            8,
+            ge=1,
+            le=256,
+            description="Samples decoded together in one batch; a request for more runs in "
+            "chunks of this many. The KV cache holds the prompt once plus each answer.",
+        )
+        flash_attn: bool = Field(False, description="llama.cpp's flash attention kernels.")
         logprobs: bool = Field(
             False,
-            description="Report the mean token logprob. llama.cpp then keeps logits for every "
-            "position and scores the whole vocabulary in Python per token: 10-40x slower "
-            "generation here, so it is off by default.",
+            description="Report each sample's mean token logprob, a log-softmax over the "
+            "vocabulary at every generated token (well under a millisecond per token here).",
         )
 
     options: Options
@@ -95,13 +117,13 @@ class LlamaCpp(Model):
             with _LOADED_LOCK:
                 loaded = _LOADED.get(key)
                 if loaded is None:
-                    loaded = _Loaded(self._load(path))
+                    loaded = self._load(path)
                     _LOADED[key] = loaded
                 loaded.users += 1
             self._loaded, self._key = loaded, key
             return loaded
 
-    def _load(self, path: Path) -> Any:
+    def _load(self, path: Path) -> _Loaded:
         try:
             import llama_cpp
         except ImportError as exc:
@@ -109,16 +131,23 @@ class LlamaCpp(Model):
                 "llama-cpp-python is not installed (pip install llama-cpp-python)"
             ) from exc
         _silence(llama_cpp)
+        options = self.options
         try:
-            return llama_cpp.Llama(
+            llama = llama_cpp.Llama(
                 model_path=str(path),
-                n_ctx=self.options.n_ctx,
-                n_threads=self.options.n_threads,
-                logits_all=self.options.logprobs,
+                n_ctx=_IDLE_CTX,
+                n_threads=options.n_threads,
                 verbose=False,
             )
         except (ValueError, RuntimeError, OSError) as exc:
             raise ModelUnavailable(f"llama.cpp cannot load {path}: {exc}") from exc
+        settings = DecoderSettings(
+            n_ctx=options.n_ctx,
+            n_seq_max=options.n_seq_max,
+            n_threads=options.n_threads,
+            flash_attn=options.flash_attn,
+        )
+        return _Loaded(llama, PromptRenderer(llama), BatchDecoder(llama, settings))
 
     def complete(
         self, prompt: Prompt, n: int, params: SamplingParams, seed: int
@@ -127,49 +156,32 @@ class LlamaCpp(Model):
         greedy = params.temperature == 0.0
         try:
             with loaded.lock:
-                out = [
-                    self._one(loaded.llama, prompt, params, seed + i)
-                    for i in range(1 if greedy else n)
-                ]
+                if self.config.chat:
+                    rendered = loaded.renderer.chat(prompt.messages, params.stop)
+                else:
+                    rendered = loaded.renderer.completion(prompt.prefix, params.stop)
+                samples = loaded.decoder.sample(
+                    rendered, 1 if greedy else n, params, seed, self.options.logprobs
+                )
         except ValueError as exc:  # e.g. a prompt longer than the context window
             raise ModelUnavailable(f"llama.cpp: {exc} (options.n_ctx)") from exc
+        out = [
+            Completion(
+                text=sample.text,
+                input_tokens=len(rendered.tokens),
+                output_tokens=sample.output_tokens,
+                mean_logprob=sample.mean_logprob,
+                finish_reason=sample.finish_reason,
+                extra={"seed": seed + i},
+            )
+            for i, sample in enumerate(samples)
+        ]
         if greedy and n > 1:
             copy = dataclasses.replace(
                 out[0], input_tokens=0, output_tokens=0, extra={**out[0].extra, "copy_of": 0}
             )
             out.extend([copy] * (n - 1))
         return out
-
-    def _one(self, llama: Any, prompt: Prompt, params: SamplingParams, seed: int) -> Completion:
-        # top_k and min_p off: SamplingParams means plain temperature + nucleus sampling,
-        # the same distribution the other backends sample from.
-        common: dict[str, Any] = {
-            "temperature": params.temperature,
-            "top_p": params.top_p,
-            "top_k": 0,
-            "min_p": 0.0,
-            "max_tokens": params.max_tokens,
-            "stop": list(params.stop),
-            "seed": seed % _SEED_RANGE,
-        }
-        if self.config.chat:
-            extra = {"logprobs": True, "top_logprobs": 1} if self.options.logprobs else {}
-            response = llama.create_chat_completion(
-                messages=[dict(m) for m in prompt.messages], **common, **extra
-            )
-        else:
-            extra = {"logprobs": 1} if self.options.logprobs else {}
-            response = llama.create_completion(prompt.prefix, **common, **extra)
-        usage = response.get("usage") or {}
-        text, finish_reason, mean_logprob = parse_choice(response["choices"][0], self.config.chat)
-        return Completion(
-            text=text,
-            input_tokens=int(usage.get("prompt_tokens", 0)),
-            output_tokens=int(usage.get("completion_tokens", 0)),
-            mean_logprob=mean_logprob,
-            finish_reason=finish_reason,
-            extra={"seed": seed},
-        )
 
     def close(self) -> None:
         with self._lock:
@@ -183,7 +195,7 @@ class LlamaCpp(Model):
                 return
             _LOADED.pop(key, None)
         with loaded.lock:
-            loaded.llama.close()
+            loaded.close()
 
 
 _SILENT: list[Any] = []

@@ -1,0 +1,246 @@
+"""Several samples of one prompt decoded together in one llama.cpp context.
+
+Sampling ``n`` answers one after another evaluates the prompt ``n`` times and runs ``n``
+single-token decodes per generated position. Here the prompt is evaluated once, its KV
+cells are shared with ``n`` sequences (``llama_memory_seq_cp`` on a unified KV cache only
+adds sequence ids to the cells: no copy), and each step decodes one token of every
+unfinished sequence in a single ``llama_decode``: the weights are read once per step
+instead of once per sample, which is what bounds decoding on a CPU.
+
+Each sequence draws with its own sampler chain (seed ``seed + i`` for sample ``i``) and
+stops on its own (:class:`~codeens.models.llamacpp_sequence.SequenceState`); finished
+sequences leave the batch. More samples than ``n_seq_max`` run in chunks of ``n_seq_max``.
+
+Prefix reuse: after a request only sequence 0's prompt stays in the cache. The next
+request removes the cells after the longest common prefix and evaluates only the rest (at
+least its last token, whose logits the first draw needs). A second chunk of the same
+request therefore costs one token of prompt.
+
+KV memory: the context holds the prompt once plus every sequence's answer, sized for the
+largest request seen so far (never below one full window, ``n_ctx``); a request that needs
+more recreates the context, bigger, which also drops the cached prefix.
+
+Not thread-safe: the backend calls it under the loaded model's lock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from codeens.models.base import ModelUnavailable, SamplingParams
+from codeens.models.llamacpp_prompt import Rendered, context_error
+from codeens.models.llamacpp_sequence import (
+    Generated,
+    SequenceState,
+    sampler_chain,
+    token_logprob,
+)
+
+# llama.cpp treats 0xFFFFFFFF as "pick a random seed"; seeds are reduced below it.
+SEED_RANGE = 0xFFFFFFFF
+# Tokens a sample may run past max_tokens while its text ends inside a UTF-8 character
+# (see llamacpp_sequence): the KV cache keeps room for them.
+_UTF8_SLACK = 4
+_CELL_ROUNDING = 256
+
+
+@dataclass(frozen=True)
+class DecoderSettings:
+    """How the decoding context is built (from the backend's options)."""
+
+    n_ctx: int  # one sample's window: prompt + answer
+    n_seq_max: int  # sequences decoded together
+    n_threads: int
+    n_batch: int = 512  # prompt tokens per llama_decode, as in Llama's default
+    flash_attn: bool = False
+
+
+class BatchDecoder:
+    """A llama.cpp context of its own over a loaded ``Llama``'s weights."""
+
+    def __init__(self, llama: Any, settings: DecoderSettings) -> None:
+        import llama_cpp
+
+        self._lib: Any = llama_cpp
+        self._llama = llama
+        self.settings = settings
+        self._vocab = llama_cpp.llama_model_get_vocab(llama.model)
+        self._n_vocab = int(llama.n_vocab())
+        self._ctx: Any = None
+        self._memory: Any = None
+        self._capacity = 0
+        self._batch: Any = llama_cpp.llama_batch_init(
+            max(settings.n_batch, settings.n_seq_max), 0, 1
+        )
+        self._cached: tuple[int, ...] = ()  # the prompt whose KV cells sequence 0 holds
+
+    def sample(
+        self, rendered: Rendered, n: int, params: SamplingParams, seed: int, logprobs: bool
+    ) -> list[Generated]:
+        """``n`` samples of ``rendered``; sample ``i`` draws with seed ``seed + i``."""
+        prompt = rendered.tokens
+        n_ctx = self.settings.n_ctx
+        if len(prompt) >= n_ctx:
+            raise context_error(len(prompt), n_ctx)
+        if not prompt:
+            raise ValueError("the prompt is empty")
+        # create_completion's cap: the answer ends where the window does.
+        max_tokens = min(params.max_tokens, n_ctx - len(prompt))
+        limit = min(max_tokens + _UTF8_SLACK, n_ctx - len(prompt))
+        stop = tuple(s.encode("utf-8") for s in rendered.stop)
+        out: list[Generated] = []
+        for start in range(0, n, self.settings.n_seq_max):
+            states = [
+                SequenceState(
+                    self._lib,
+                    self._vocab,
+                    sampler_chain(
+                        self._lib,
+                        self._n_vocab,
+                        params.temperature,
+                        params.top_p,
+                        (seed + i) % SEED_RANGE,
+                    ),
+                    stop=stop,
+                    max_tokens=max_tokens,
+                    limit=limit,
+                    bos=int(self._llama.token_bos()),
+                )
+                for i in range(start, min(n, start + self.settings.n_seq_max))
+            ]
+            try:
+                self._decode(prompt, states, limit, logprobs)
+            finally:
+                for state in states:
+                    state.close()
+            out.extend(state.result() for state in states)
+        return out
+
+    def _decode(
+        self, prompt: Sequence[int], states: list[SequenceState], limit: int, logprobs: bool
+    ) -> None:
+        lib, batch = self._lib, self._batch
+        self._reserve(len(prompt) + len(states) * limit)
+        row = self._evaluate(prompt)
+        for seq in range(1, len(states)):
+            lib.llama_memory_seq_cp(self._memory, 0, seq, -1, -1)
+        rows = [row] * len(states)  # where each sequence's logits are in the last batch
+        active = list(range(len(states)))
+        pos = len(prompt)
+        try:
+            while active:
+                running = []
+                for seq in active:
+                    state = states[seq]
+                    token = lib.llama_sampler_sample(state.chain, self._ctx, rows[seq])
+                    logprob = None
+                    if logprobs:
+                        logits = lib.llama_get_logits_ith(self._ctx, rows[seq])
+                        logprob = token_logprob(logits, self._n_vocab, token)
+                    if not state.push(token, logprob):
+                        running.append(seq)
+                for j, seq in enumerate(running):
+                    batch.token[j] = states[seq].tokens[-1]
+                    batch.pos[j] = pos
+                    batch.n_seq_id[j] = 1
+                    batch.seq_id[j][0] = seq
+                    batch.logits[j] = 1
+                    rows[seq] = j
+                batch.n_tokens = len(running)
+                if running:
+                    self._check(lib.llama_decode(self._ctx, batch))
+                active = running
+                pos += 1
+        finally:
+            self._keep_prompt(len(prompt))
+
+    def _evaluate(self, prompt: Sequence[int]) -> int:
+        """Bring sequence 0 to ``prompt``; the batch row holding its last token's logits."""
+        lib, batch, mem = self._lib, self._batch, self._memory
+        common = _common_prefix(self._cached, prompt)
+        common = min(common, len(prompt) - 1)  # the first draw needs fresh logits
+        if common <= 0 or not lib.llama_memory_seq_rm(mem, -1, common, -1):
+            lib.llama_memory_clear(mem, False)
+            common = 0
+        self._cached = ()
+        step = self.settings.n_batch
+        last = 0
+        for start in range(common, len(prompt), step):
+            part = prompt[start : start + step]
+            for j, token in enumerate(part):
+                batch.token[j] = token
+                batch.pos[j] = start + j
+                batch.n_seq_id[j] = 1
+                batch.seq_id[j][0] = 0
+                batch.logits[j] = 0
+            last = len(part) - 1
+            batch.logits[last] = int(start + step >= len(prompt))
+            batch.n_tokens = len(part)
+            try:
+                self._check(lib.llama_decode(self._ctx, batch))
+            except ModelUnavailable:
+                lib.llama_memory_clear(mem, False)
+                raise
+        self._cached = tuple(prompt)
+        return last
+
+    def _keep_prompt(self, n_prompt: int) -> None:
+        """Drop every sequence but 0 and 0's answer: the prompt stays for the next request."""
+        lib, mem = self._lib, self._memory
+        lib.llama_memory_seq_keep(mem, 0)
+        if not lib.llama_memory_seq_rm(mem, 0, n_prompt, -1):  # e.g. recurrent models
+            lib.llama_memory_clear(mem, False)
+            self._cached = ()
+
+    def _reserve(self, cells: int) -> None:
+        """Make sure the KV cache has ``cells`` cells, recreating the context if not."""
+        if self._ctx is not None and cells <= self._capacity:
+            return
+        settings, lib = self.settings, self._lib
+        capacity = max(settings.n_ctx, -(-cells // _CELL_ROUNDING) * _CELL_ROUNDING)
+        self._free_context()
+        params = lib.llama_context_default_params()
+        params.n_ctx = capacity
+        params.n_batch = params.n_ubatch = settings.n_batch
+        params.n_seq_max = settings.n_seq_max
+        params.kv_unified = True  # shared prompt cells; one pool for every sequence
+        params.n_threads = params.n_threads_batch = settings.n_threads
+        params.flash_attn_type = (
+            lib.LLAMA_FLASH_ATTN_TYPE_ENABLED
+            if settings.flash_attn
+            else lib.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        )
+        params.no_perf = True
+        ctx = lib.llama_init_from_model(self._llama.model, params)
+        if ctx is None:
+            raise ModelUnavailable(f"llama.cpp cannot create a context of {capacity} tokens")
+        self._ctx, self._memory, self._capacity = ctx, lib.llama_get_memory(ctx), capacity
+
+    def _check(self, code: int) -> None:
+        if code != 0:
+            raise ModelUnavailable(f"llama.cpp: llama_decode returned {code}")
+
+    def _free_context(self) -> None:
+        if self._ctx is not None:
+            self._lib.llama_free(self._ctx)
+        self._ctx = self._memory = None
+        self._capacity = 0
+        self._cached = ()
+
+    def close(self) -> None:
+        """Free the context and the batch (before the model they belong to)."""
+        self._free_context()
+        if self._batch is not None:
+            self._lib.llama_batch_free(self._batch)
+            self._batch = None
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
