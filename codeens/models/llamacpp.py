@@ -75,7 +75,9 @@ class LlamaCpp(Model):
         model_config = ConfigDict(extra="forbid")
 
         n_ctx: int = Field(
-            2048, ge=16, description="Context window of each sample in tokens (prompt + answer)."
+            2048,
+            ge=16,
+            description="Context window of each sample in tokens (prompt + answer).",
         )
         n_threads: int = Field(
             default_factory=_cpus, ge=1, description="CPU threads; default all cores."
@@ -145,6 +147,7 @@ class LlamaCpp(Model):
             n_ctx=options.n_ctx,
             n_seq_max=options.n_seq_max,
             n_threads=options.n_threads,
+            n_batch=min(options.n_ctx, 512),  # the prompt in the chunks a Llama would use
             flash_attn=options.flash_attn,
         )
         return _Loaded(llama, PromptRenderer(llama), BatchDecoder(llama, settings))

@@ -43,7 +43,7 @@ SEED_RANGE = 0xFFFFFFFF
 # Tokens a sample may run past max_tokens while its text ends inside a UTF-8 character
 # (see llamacpp_sequence): the KV cache keeps room for them.
 _UTF8_SLACK = 4
-_CELL_ROUNDING = 256
+_CELL_ROUNDING = 256  # llama.cpp rounds every context up to a multiple of 256 cells
 
 
 @dataclass(frozen=True)
@@ -75,17 +75,20 @@ class BatchDecoder:
             max(settings.n_batch, settings.n_seq_max), 0, 1
         )
         self._cached: tuple[int, ...] = ()  # the prompt whose KV cells sequence 0 holds
+        self.evaluated = 0  # prompt tokens decoded so far: what prefix reuse saves shows here
 
     def sample(
         self, rendered: Rendered, n: int, params: SamplingParams, seed: int, logprobs: bool
     ) -> list[Generated]:
         """``n`` samples of ``rendered``; sample ``i`` draws with seed ``seed + i``."""
         prompt = rendered.tokens
+        # A Llama checks against its context rounded up to 256 cells but keeps only n_ctx
+        # tokens' room in its own arrays, and fails past them; n_ctx is the window here.
         n_ctx = self.settings.n_ctx
         if len(prompt) >= n_ctx:
             raise context_error(len(prompt), n_ctx)
         if not prompt:
-            raise ValueError("the prompt is empty")
+            raise ModelUnavailable("llama.cpp: the prompt is empty")
         # create_completion's cap: the answer ends where the window does.
         max_tokens = min(params.max_tokens, n_ctx - len(prompt))
         limit = min(max_tokens + _UTF8_SLACK, n_ctx - len(prompt))
@@ -178,6 +181,7 @@ class BatchDecoder:
             last = len(part) - 1
             batch.logits[last] = int(start + step >= len(prompt))
             batch.n_tokens = len(part)
+            self.evaluated += len(part)
             try:
                 self._check(lib.llama_decode(self._ctx, batch))
             except ModelUnavailable:
@@ -199,7 +203,7 @@ class BatchDecoder:
         if self._ctx is not None and cells <= self._capacity:
             return
         settings, lib = self.settings, self._lib
-        capacity = max(settings.n_ctx, -(-cells // _CELL_ROUNDING) * _CELL_ROUNDING)
+        capacity = _round_up(max(settings.n_ctx, cells))
         self._free_context()
         params = lib.llama_context_default_params()
         params.n_ctx = capacity
@@ -235,6 +239,10 @@ class BatchDecoder:
         if self._batch is not None:
             self._lib.llama_batch_free(self._batch)
             self._batch = None
+
+
+def _round_up(cells: int) -> int:
+    return -(-cells // _CELL_ROUNDING) * _CELL_ROUNDING
 
 
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
