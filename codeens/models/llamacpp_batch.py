@@ -25,7 +25,8 @@ Not thread-safe: the backend calls it under the loaded model's lock.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +44,7 @@ SEED_RANGE = 0xFFFFFFFF
 # Tokens a sample may run past max_tokens while its text ends inside a UTF-8 character
 # (see llamacpp_sequence): the KV cache keeps room for them.
 _UTF8_SLACK = 4
+_Drawn = tuple[int, float | None]  # a sampled token and its logprob when asked for
 _CELL_ROUNDING = 256  # llama.cpp rounds every context up to a multiple of 256 cells
 
 
@@ -75,6 +77,7 @@ class BatchDecoder:
             max(settings.n_batch, settings.n_seq_max), 0, 1
         )
         self._cached: tuple[int, ...] = ()  # the prompt whose KV cells sequence 0 holds
+        self._pool: ThreadPoolExecutor | None = None
         self.evaluated = 0  # prompt tokens decoded so far: what prefix reuse saves shows here
 
     def sample(
@@ -134,15 +137,17 @@ class BatchDecoder:
         pos = len(prompt)
         try:
             while active:
+
+                def draw(seq: int) -> tuple[int, float | None]:
+                    token = lib.llama_sampler_sample(states[seq].chain, self._ctx, rows[seq])
+                    if not logprobs:
+                        return token, None
+                    logits = lib.llama_get_logits_ith(self._ctx, rows[seq])
+                    return token, token_logprob(logits, self._n_vocab, token)
+
                 running = []
-                for seq in active:
-                    state = states[seq]
-                    token = lib.llama_sampler_sample(state.chain, self._ctx, rows[seq])
-                    logprob = None
-                    if logprobs:
-                        logits = lib.llama_get_logits_ith(self._ctx, rows[seq])
-                        logprob = token_logprob(logits, self._n_vocab, token)
-                    if not state.push(token, logprob):
+                for seq, (token, logprob) in zip(active, self._map(draw, active), strict=True):
+                    if not states[seq].push(token, logprob):
                         running.append(seq)
                 for j, seq in enumerate(running):
                     batch.token[j] = states[seq].tokens[-1]
@@ -158,6 +163,19 @@ class BatchDecoder:
                 pos += 1
         finally:
             self._keep_prompt(len(prompt))
+
+    def _map(self, draw: Callable[[int], _Drawn], seqs: list[int]) -> Iterable[_Drawn]:
+        """``draw`` over ``seqs``, on the pool when there are several: ctypes calls release
+        the GIL, so the sequences' samplers (a softmax over the vocabulary each) run on
+        all threads instead of one while the decoding threads are idle."""
+        if len(seqs) == 1 or self.settings.n_threads == 1:
+            return map(draw, seqs)
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.settings.n_threads, "llamacpp-sample")
+        # Reading logits first reorders a batch's outputs inside llama.cpp (a one-time
+        # write after each decode); here, so that the threads below only read.
+        self._lib.llama_get_logits(self._ctx)
+        return self._pool.map(draw, seqs)
 
     def _evaluate(self, prompt: Sequence[int]) -> int:
         """Bring sequence 0 to ``prompt``; the batch row holding its last token's logits."""
@@ -236,6 +254,9 @@ class BatchDecoder:
     def close(self) -> None:
         """Free the context and the batch (before the model they belong to)."""
         self._free_context()
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
         if self._batch is not None:
             self._lib.llama_batch_free(self._batch)
             self._batch = None
