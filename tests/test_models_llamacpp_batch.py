@@ -147,6 +147,22 @@ def test_more_samples_than_sequences_run_in_chunks(smollm2_file: Path) -> None:
     assert evaluated == out[0].input_tokens + 2
 
 
+def test_the_kv_budget_bounds_how_many_run_together(smollm2_file: Path) -> None:
+    """Six answers of up to 200 tokens do not fit two 512-token windows at once: they run
+    four and two, and the KV cache stays within the budget."""
+    model = LlamaCpp(llamacpp_config(SMOLLM2, chat=True, name="budget", n_ctx=512))
+    params = SamplingParams(temperature=0.8, max_tokens=200)
+    try:
+        out = model.complete(ADD_PROMPT, 6, params, seed=0)
+        decoder = model._model().decoder
+        evaluated, capacity = decoder.evaluated, decoder.kv_capacity
+    finally:
+        model.close()
+    assert len(out) == 6 and all(c.text.strip() for c in out)
+    assert capacity <= 1024
+    assert evaluated == out[0].input_tokens + 1  # two chunks: the prompt, then one token
+
+
 def test_stop_strings_cut_the_text(smollm2: LlamaCpp, reference: Any) -> None:
     [whole] = smollm2.complete(ADD_PROMPT, 1, GREEDY, seed=0)
     assert "\n" in whole.text  # else the stop string below would not be tested

@@ -5,7 +5,9 @@ single-token decodes per generated position. Here the prompt is evaluated once, 
 cells are shared with ``n`` sequences (``llama_memory_seq_cp`` on a unified KV cache only
 adds sequence ids to the cells: no copy), and each step decodes one token of every
 unfinished sequence in a single ``llama_decode``: the weights are read once per step
-instead of once per sample, which is what bounds decoding on a CPU.
+instead of once per sample. One sequence is bound by that memory traffic on a CPU; with
+several, the matrix products become bound by arithmetic, so n sequences cost more than one
+step but far less than n (measured in benchmarks/sampling.py).
 
 Each sequence draws with its own sampler chain (seed ``seed + i`` for sample ``i``) and
 stops on its own (:class:`~codeens.models.llamacpp_sequence.SequenceState`); finished
@@ -18,7 +20,9 @@ request therefore costs one token of prompt.
 
 KV memory: the context holds the prompt once plus every sequence's answer, sized for the
 largest request seen so far (never below one full window, ``n_ctx``); a request that needs
-more recreates the context, bigger, which also drops the cached prefix.
+more recreates the context, bigger, which also drops the cached prefix. A budget
+(``kv_cells``, two windows by default) bounds it: a request whose answers would not fit
+runs fewer sequences at a time.
 
 Not thread-safe: the backend calls it under the loaded model's lock.
 """
@@ -56,6 +60,7 @@ class DecoderSettings:
     n_seq_max: int  # sequences decoded together
     n_threads: int
     n_batch: int = 512  # prompt tokens per llama_decode, as in Llama's default
+    kv_cells: int = 0  # most KV cells a request may use; 0: two windows
     flash_attn: bool = False
 
 
@@ -80,6 +85,11 @@ class BatchDecoder:
         self._pool: ThreadPoolExecutor | None = None
         self.evaluated = 0  # prompt tokens decoded so far: what prefix reuse saves shows here
 
+    @property
+    def kv_capacity(self) -> int:
+        """KV cells of the current context (0 before the first request)."""
+        return self._capacity
+
     def sample(
         self, rendered: Rendered, n: int, params: SamplingParams, seed: int, logprobs: bool
     ) -> list[Generated]:
@@ -96,27 +106,34 @@ class BatchDecoder:
         max_tokens = min(params.max_tokens, n_ctx - len(prompt))
         limit = min(max_tokens + _UTF8_SLACK, n_ctx - len(prompt))
         stop = tuple(s.encode("utf-8") for s in rendered.stop)
+        # As many sequences at a time as the KV budget holds (the prompt once, each answer
+        # at its longest), at most n_seq_max; one always fits, since the prompt leaves room.
+        budget = max(self.settings.kv_cells or 2 * n_ctx, n_ctx)
+        chunk = max(1, min(self.settings.n_seq_max, (budget - len(prompt)) // limit))
+        bos = int(self._llama.token_bos())
         out: list[Generated] = []
-        for start in range(0, n, self.settings.n_seq_max):
-            states = [
-                SequenceState(
-                    self._lib,
-                    self._vocab,
-                    sampler_chain(
+        for start in range(0, n, chunk):
+            states = []
+            try:
+                for i in range(start, min(n, start + chunk)):
+                    chain = sampler_chain(
                         self._lib,
                         self._n_vocab,
                         params.temperature,
                         params.top_p,
                         (seed + i) % SEED_RANGE,
-                    ),
-                    stop=stop,
-                    max_tokens=max_tokens,
-                    limit=limit,
-                    bos=int(self._llama.token_bos()),
-                )
-                for i in range(start, min(n, start + self.settings.n_seq_max))
-            ]
-            try:
+                    )
+                    states.append(
+                        SequenceState(
+                            self._lib,
+                            self._vocab,
+                            chain,
+                            stop=stop,
+                            max_tokens=max_tokens,
+                            limit=limit,
+                            bos=bos,
+                        )
+                    )
                 self._decode(prompt, states, limit, logprobs)
             finally:
                 for state in states:
