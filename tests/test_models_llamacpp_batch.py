@@ -129,8 +129,10 @@ def test_samples_of_a_batch_differ_and_carry_their_seeds(smollm2: LlamaCpp) -> N
     assert [c.text for c in out] != [c.text for c in other]
 
 
-def test_more_samples_than_sequences_run_in_chunks(smollm2_file: Path) -> None:
-    model = LlamaCpp(llamacpp_config(SMOLLM2, chat=True, name="chunks", n_ctx=512, n_seq_max=2))
+@pytest.mark.parametrize("unified", [True, False])
+def test_more_samples_than_sequences_run_in_chunks(smollm2_file: Path, unified: bool) -> None:
+    options = {"n_ctx": 512, "n_seq_max": 2, "kv_unified": unified}
+    model = LlamaCpp(llamacpp_config(SMOLLM2, chat=True, name="chunks", **options))
     try:
         out = model.complete(ADD_PROMPT, 5, SAMPLED, seed=0)
         decoder = model._model().decoder
@@ -147,6 +149,26 @@ def test_more_samples_than_sequences_run_in_chunks(smollm2_file: Path) -> None:
     assert evaluated == out[0].input_tokens + 2
 
 
+def test_streams_of_their_own_give_the_library_answer_and_batches(
+    smollm2_file: Path, reference: Any
+) -> None:
+    """kv_unified = false: each sequence in a stream of its own, the prompt copied in."""
+    model = LlamaCpp(llamacpp_config(SMOLLM2, chat=True, name="streams", kv_unified=False))
+    try:
+        [greedy] = model.complete(ADD_PROMPT, 1, GREEDY, seed=0)
+        [sampled] = model.complete(ADD_PROMPT, 1, SAMPLED, seed=7)
+        batch = model.complete(ADD_PROMPT, 4, SAMPLED, seed=7)
+        again = model.complete(ADD_PROMPT, 4, SAMPLED, seed=7)
+        layout = model._model().decoder.layout
+    finally:
+        model.close()
+    assert layout is not None and not layout.unified and layout.streams == 8
+    assert fields(greedy) == library(reference, ADD_PROMPT, True, GREEDY, 0)[:4]
+    assert fields(sampled) == library(reference, ADD_PROMPT, True, SAMPLED, 7)[:4]
+    assert [fields(c) for c in batch] == [fields(c) for c in again]
+    assert len({c.text for c in batch}) > 1 and all(c.text.strip() for c in batch)
+
+
 def test_the_kv_budget_bounds_how_many_run_together(smollm2_file: Path) -> None:
     """Six answers of up to 200 tokens do not fit two 512-token windows at once: they run
     four and two, and the KV cache stays within the budget."""
@@ -155,11 +177,11 @@ def test_the_kv_budget_bounds_how_many_run_together(smollm2_file: Path) -> None:
     try:
         out = model.complete(ADD_PROMPT, 6, params, seed=0)
         decoder = model._model().decoder
-        evaluated, capacity = decoder.evaluated, decoder.kv_capacity
+        evaluated, layout = decoder.evaluated, decoder.layout
     finally:
         model.close()
     assert len(out) == 6 and all(c.text.strip() for c in out)
-    assert capacity <= 1024
+    assert layout is not None and layout.cells <= 1024
     assert evaluated == out[0].input_tokens + 1  # two chunks: the prompt, then one token
 
 

@@ -37,7 +37,8 @@ from codeens.models.base import (
     Prompt,
     SamplingParams,
 )
-from codeens.models.llamacpp_batch import BatchDecoder, DecoderSettings
+from codeens.models.llamacpp_batch import BatchDecoder
+from codeens.models.llamacpp_context import DecoderSettings
 from codeens.models.llamacpp_prompt import PromptRenderer
 
 # The Llama's own context is never decoded in (codeens decodes in the BatchDecoder's), so
@@ -95,6 +96,12 @@ class LlamaCpp(Model):
             description="Most KV-cache cells the batched samples may use (the prompt once "
             "plus each answer at max_tokens); fewer samples run together when they would "
             "not fit. 0: two windows (2 x n_ctx).",
+        )
+        kv_unified: bool = Field(
+            True,
+            description="One KV pool for all samples, the prompt's cells shared (least "
+            "memory); false: cells of its own per sample, the prompt copied into each "
+            "(attention over its own cells only: faster steps for long answers).",
         )
         flash_attn: bool = Field(
             False,
@@ -160,6 +167,7 @@ class LlamaCpp(Model):
             n_threads=options.n_threads,
             n_batch=min(options.n_ctx, 512),  # the prompt in the chunks a Llama would use
             kv_cells=options.kv_cells,
+            kv_unified=options.kv_unified,
             flash_attn=options.flash_attn,
         )
         return _Loaded(llama, PromptRenderer(llama), BatchDecoder(llama, settings))

@@ -18,11 +18,7 @@ request removes the cells after the longest common prefix and evaluates only the
 least its last token, whose logits the first draw needs). A second chunk of the same
 request therefore costs one token of prompt.
 
-KV memory: the context holds the prompt once plus every sequence's answer, sized for the
-largest request seen so far (never below one full window, ``n_ctx``); a request that needs
-more recreates the context, bigger, which also drops the cached prefix. A budget
-(``kv_cells``, two windows by default) bounds it: a request whose answers would not fit
-runs fewer sequences at a time.
+KV memory and layout: :mod:`codeens.models.llamacpp_context`.
 
 Not thread-safe: the backend calls it under the loaded model's lock.
 """
@@ -31,10 +27,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
 from codeens.models.base import ModelUnavailable, SamplingParams
+from codeens.models.llamacpp_context import (
+    DecoderSettings,
+    Layout,
+    new_context,
+    plan,
+    sequences_together,
+)
 from codeens.models.llamacpp_prompt import Rendered, context_error
 from codeens.models.llamacpp_sequence import (
     Generated,
@@ -49,19 +51,6 @@ SEED_RANGE = 0xFFFFFFFF
 # (see llamacpp_sequence): the KV cache keeps room for them.
 _UTF8_SLACK = 4
 _Drawn = tuple[int, float | None]  # a sampled token and its logprob when asked for
-_CELL_ROUNDING = 256  # llama.cpp rounds every context up to a multiple of 256 cells
-
-
-@dataclass(frozen=True)
-class DecoderSettings:
-    """How the decoding context is built (from the backend's options)."""
-
-    n_ctx: int  # one sample's window: prompt + answer
-    n_seq_max: int  # sequences decoded together
-    n_threads: int
-    n_batch: int = 512  # prompt tokens per llama_decode, as in Llama's default
-    kv_cells: int = 0  # most KV cells a request may use; 0: two windows
-    flash_attn: bool = False
 
 
 class BatchDecoder:
@@ -77,7 +66,7 @@ class BatchDecoder:
         self._n_vocab = int(llama.n_vocab())
         self._ctx: Any = None
         self._memory: Any = None
-        self._capacity = 0
+        self._layout: Layout | None = None
         self._batch: Any = llama_cpp.llama_batch_init(
             max(settings.n_batch, settings.n_seq_max), 0, 1
         )
@@ -86,9 +75,9 @@ class BatchDecoder:
         self.evaluated = 0  # prompt tokens decoded so far: what prefix reuse saves shows here
 
     @property
-    def kv_capacity(self) -> int:
-        """KV cells of the current context (0 before the first request)."""
-        return self._capacity
+    def layout(self) -> Layout | None:
+        """The current context's KV layout (None before the first request)."""
+        return self._layout
 
     def sample(
         self, rendered: Rendered, n: int, params: SamplingParams, seed: int, logprobs: bool
@@ -106,10 +95,12 @@ class BatchDecoder:
         max_tokens = min(params.max_tokens, n_ctx - len(prompt))
         limit = min(max_tokens + _UTF8_SLACK, n_ctx - len(prompt))
         stop = tuple(s.encode("utf-8") for s in rendered.stop)
-        # As many sequences at a time as the KV budget holds (the prompt once, each answer
-        # at its longest), at most n_seq_max; one always fits, since the prompt leaves room.
-        budget = max(self.settings.kv_cells or 2 * n_ctx, n_ctx)
-        chunk = max(1, min(self.settings.n_seq_max, (budget - len(prompt)) // limit))
+        layout = plan(self.settings, len(prompt), limit, self._layout)
+        if layout != self._layout:
+            self._free_context()
+            self._ctx = new_context(self._lib, self._llama.model, self.settings, layout)
+            self._memory, self._layout = self._lib.llama_get_memory(self._ctx), layout
+        chunk = sequences_together(layout, len(prompt), limit)
         bos = int(self._llama.token_bos())
         out: list[Generated] = []
         for start in range(0, n, chunk):
@@ -145,7 +136,6 @@ class BatchDecoder:
         self, prompt: Sequence[int], states: list[SequenceState], limit: int, logprobs: bool
     ) -> None:
         lib, batch = self._lib, self._batch
-        self._reserve(len(prompt) + len(states) * limit)
         row = self._evaluate(prompt)
         for seq in range(1, len(states)):
             lib.llama_memory_seq_cp(self._memory, 0, seq, -1, -1)
@@ -233,30 +223,6 @@ class BatchDecoder:
             lib.llama_memory_clear(mem, False)
             self._cached = ()
 
-    def _reserve(self, cells: int) -> None:
-        """Make sure the KV cache has ``cells`` cells, recreating the context if not."""
-        if self._ctx is not None and cells <= self._capacity:
-            return
-        settings, lib = self.settings, self._lib
-        capacity = _round_up(max(settings.n_ctx, cells))
-        self._free_context()
-        params = lib.llama_context_default_params()
-        params.n_ctx = capacity
-        params.n_batch = params.n_ubatch = settings.n_batch
-        params.n_seq_max = settings.n_seq_max
-        params.kv_unified = True  # shared prompt cells; one pool for every sequence
-        params.n_threads = params.n_threads_batch = settings.n_threads
-        params.flash_attn_type = (
-            lib.LLAMA_FLASH_ATTN_TYPE_ENABLED
-            if settings.flash_attn
-            else lib.LLAMA_FLASH_ATTN_TYPE_DISABLED
-        )
-        params.no_perf = True
-        ctx = lib.llama_init_from_model(self._llama.model, params)
-        if ctx is None:
-            raise ModelUnavailable(f"llama.cpp cannot create a context of {capacity} tokens")
-        self._ctx, self._memory, self._capacity = ctx, lib.llama_get_memory(ctx), capacity
-
     def _check(self, code: int) -> None:
         if code != 0:
             raise ModelUnavailable(f"llama.cpp: llama_decode returned {code}")
@@ -264,8 +230,7 @@ class BatchDecoder:
     def _free_context(self) -> None:
         if self._ctx is not None:
             self._lib.llama_free(self._ctx)
-        self._ctx = self._memory = None
-        self._capacity = 0
+        self._ctx = self._memory = self._layout = None
         self._cached = ()
 
     def close(self) -> None:
@@ -277,10 +242,6 @@ class BatchDecoder:
         if self._batch is not None:
             self._lib.llama_batch_free(self._batch)
             self._batch = None
-
-
-def _round_up(cells: int) -> int:
-    return -(-cells // _CELL_ROUNDING) * _CELL_ROUNDING
 
 
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
