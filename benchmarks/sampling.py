@@ -9,7 +9,8 @@ sampled at temperature 0.8 with ``max_tokens`` 200 along three paths:
 * sequential: the same n samples through codeens one at a time (n calls with n = 1, seeds
   0..n-1, so sample i has the seed it has in the batch);
 * llama-cpp-python: its own ``create_chat_completion`` called n times with the same
-  sampling arguments (top_k 0, min_p 0), on a ``Llama`` of the same window and threads.
+  sampling arguments (top_k 0, min_p 0), on a ``Llama`` of the same window and threads;
+* batched again with ``kv_unified = false`` (a KV stream per sample), for comparison.
 
 EOS is not suppressed (neither path has a switch for it): the prompt asks for more than
 200 tokens, and every rate counts the tokens actually generated, so a sample that ends
@@ -72,8 +73,13 @@ def catalog_file(name: str) -> Path:
     return resolve(Config().model(name).location)
 
 
-def codeens_model(path: Path, threads: int, n_seq_max: int) -> LlamaCpp:
-    options = {"n_ctx": N_CTX, "n_threads": threads, "n_seq_max": n_seq_max}
+def codeens_model(path: Path, threads: int, n_seq_max: int, unified: bool = True) -> LlamaCpp:
+    options = {
+        "n_ctx": N_CTX,
+        "n_threads": threads,
+        "n_seq_max": n_seq_max,
+        "kv_unified": unified,
+    }
     config = ModelConfig(name="bench", backend="llamacpp", location=str(path), options=options)
     return LlamaCpp(config)
 
@@ -120,11 +126,20 @@ def measure(label: str, path: Path, threads: int, n_seq_max: int, max_tokens: in
     finally:
         model.close()
         llama.close()
+    streams = codeens_model(path, threads, n_seq_max, unified=False)
+    try:
+        streams.complete(PROMPT, 2, warm, seed=99)
+        per_stream = {n: timed_codeens(streams, n, params, seed=0) for n in (4, 8)}
+    finally:
+        streams.close()
     runs = []
     for n in (4, 8):
         runs.append(Run(f"{label} codeens batched", n, batched[n].tokens, batched[n].seconds))
         runs.append(total(f"{label} codeens sequential", sequential[:n]))
         runs.append(total(f"{label} llama-cpp-python x{n}", library[:n]))
+    for n in (4, 8):
+        run = per_stream[n]
+        runs.append(Run(f"{label} batched, kv_unified=false", n, run.tokens, run.seconds))
     return runs
 
 
@@ -152,7 +167,7 @@ def main() -> None:
         for run in runs:
             per = run.tokens / run.samples
             print(f"{run.path:40} {run.samples:7} {per:10.1f} {run.seconds:7.1f} {run.rate:7.1f}")
-        batched4, seq4, _, batched8, seq8, lib8 = runs
+        batched4, seq4, _, batched8, seq8, lib8, streams4, streams8 = runs
         s4, s8 = batched4.rate / seq4.rate, batched8.rate / seq8.rate
         single = seq8.rate / lib8.rate
         speedups[label] = (s4, s8)
@@ -160,6 +175,10 @@ def main() -> None:
             f"{label}: batched/sequential 4 samples {s4:.2f}x (goal 2.5x), "
             f"8 samples {s8:.2f}x (goal 4x); codeens single-sequence {single:.0%} of "
             f"llama-cpp-python's (goal 90%)"
+        )
+        print(
+            f"{label}: with kv_unified=false, 4 samples {streams4.rate / seq4.rate:.2f}x, "
+            f"8 samples {streams8.rate / seq8.rate:.2f}x"
         )
     s4, s8 = speedups["1.5B"]
     print(f"speedup4 {s4:.2f} speedup8 {s8:.2f}")
