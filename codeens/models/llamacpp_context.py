@@ -7,7 +7,8 @@ Two layouts, chosen by the ``kv_unified`` option:
   plus each answer: the leanest in memory, whatever the prompt length. The price is in
   attention: every token attends over all occupied cells (the other sequences' answers
   masked out), so a step slows as the answers grow; measured on Qwen2.5-Coder-0.5B with 8
-  sequences, the last of 480 steps took 40% longer than the first.
+  sequences (1 thread), the last of 480 steps took 40% longer than the first; over 200
+  steps kv_unified = false was 5% faster on it and 1-2% on the 1.5B (benchmarks/sampling.py).
 * per-sequence streams: each sequence has cells of its own, the prompt copied into each
   (``seq_cp`` across streams copies the buffer), so attention covers that sequence only
   and steps stay flat; but each stream holds prompt + answer, so a long prompt costs its
