@@ -8,6 +8,8 @@ results, and a one-word reason:
 - ``no-visible-tests``: the problem has none, so every candidate ties on the visible pass;
 - ``visible-tie``: a hidden-passing program had the same visible pass count as the choice
   and a tie-break (agreement, generated tests, score, order) picked the wrong one;
+- ``chose-fewer-visible``: a hidden-passing program passed more visible tests than the
+  choice (the strategy's scores outweighed the visible pass rate);
 - ``visible-lower``: every hidden-passing program passed fewer visible tests than the
   choice (the visible tests disagree with the hidden ones, or a passing program crashed);
 - ``not-executed``: the hidden-passing programs never ran on the visible tests in this
@@ -87,7 +89,9 @@ def _reason(chosen: list[int] | None, winners: list[list[int] | None]) -> str:
     if chosen is None or chosen[1] == 0:
         return "no-visible-tests"
     best = max(w[0] for w in ran)
-    return "visible-tie" if best >= chosen[0] else "visible-lower"
+    if best > chosen[0]:
+        return "chose-fewer-visible"
+    return "visible-tie" if best == chosen[0] else "visible-lower"
 
 
 def main() -> None:
