@@ -39,8 +39,8 @@ def losses(store: Store, run_id: str) -> list[dict[str, Any]]:
     spec = spec_of(run)
     hidden: dict[tuple[str, str], dict[str, bool]] = defaultdict(dict)
     for row in store.executions(run.id, limit=None):
-        task, _, digest = row.candidate.rpartition("#")
-        hidden[(task, row.tests_hash)][digest] = row.verdict == "passed" and row.tests_total > 0
+        passed = row.verdict == "passed" and row.tests_total > 0
+        hidden[(row.target, row.tests_hash)][row.code_hash] = passed
     out = []
     for index, item in enumerate(load_problems(spec)):
         verdicts = hidden.get((item.task_id, parse_test_suite(item.hidden_tests).tests_hash), {})
@@ -76,9 +76,7 @@ def _visible(store: Store, child_id: str) -> dict[str, list[int]]:
         return {}
     suite = rows[0].tests_hash
     return {
-        r.candidate.rpartition("#")[2]: [r.tests_passed, r.tests_total]
-        for r in rows
-        if r.tests_hash == suite
+        r.code_hash[:12]: [r.tests_passed, r.tests_total] for r in rows if r.tests_hash == suite
     }
 
 

@@ -9,9 +9,14 @@ from codeens.sandbox.results import ExecutionResult
 from codeens.storage.models import Execution
 
 
-def execution_row(result: ExecutionResult, run_id: str | None = None) -> Execution:
-    """The log row for one sandbox execution."""
+def execution_row(
+    result: ExecutionResult, run_id: str | None = None, *, target: str = "", code_hash: str = ""
+) -> Execution:
+    """The log row for one sandbox execution; ``target`` and ``code_hash`` say which
+    function and which extracted code it ran, when the caller knows."""
     return Execution(
+        target=target,
+        code_hash=code_hash,
         run_id=run_id,
         candidate=result.candidate,
         candidate_hash=result.candidate_hash,

@@ -196,7 +196,9 @@ class SolveContext:
         results: dict[CandidateRecord, ExecutionResult] = {}
         for result in run_all(self.sandbox, items, suite):
             results[by_label[result.candidate]] = result
-            self.store.write(execution_row(result, self.run_id))
+            record = by_label[result.candidate]
+            row = execution_row(result, self.run_id, target=self.stub.name, code_hash=record.hash)
+            self.store.write(row)
         return results
 
 

@@ -190,9 +190,10 @@ def hidden_pass(
     """Run every program seen for this problem against the hidden tests, once each."""
     suite = parse_test_suite(item.hidden_tests, f"{item.task_id} hidden tests")
     done = {
-        e.candidate.rpartition("#")[2]
-        for e in store.executions(run_id, limit=None, tests_hash=suite.tests_hash)
-        if e.candidate.startswith(item.task_id + "#")
+        e.code_hash
+        for e in store.executions(
+            run_id, limit=None, tests_hash=suite.tests_hash, target=item.task_id
+        )
     }
     rows = list(store.generations(run_id, item.task_id))
     for child in children_of(store, run_id, index):
@@ -203,15 +204,18 @@ def hidden_pass(
             codes.setdefault(row.code_hash, row.code)
     if not codes:
         return
-    candidates = []
+    candidates, digests = [], {}
     for digest, code in codes.items():
         try:
             program = fill(problem, {item.entry_point: code}, keep_tests=False)
         except ValueError:
             continue
-        candidates.append(Candidate(f"{item.task_id}#{digest}", program))
+        label = f"{item.task_id}#{digest}"
+        candidates.append(Candidate(label, program))
+        digests[label] = digest
     for result in run_all(sandbox, candidates, suite, entry_point=item.entry_point):
-        store.write(execution_row(result, run_id))
+        digest = digests[result.candidate]
+        store.write(execution_row(result, run_id, target=item.task_id, code_hash=digest))
 
 
 def children_of(store: Store, run_id: str, index: int) -> list[Run]:

@@ -96,9 +96,8 @@ def ks_for(samples: int) -> list[int]:
 def _hidden_verdicts(store: Store, run_id: str) -> dict[tuple[str, str], dict[str, bool]]:
     out: dict[tuple[str, str], dict[str, bool]] = defaultdict(dict)
     for row in store.executions(run_id, limit=None):
-        task, _, digest = row.candidate.rpartition("#")
         passed = row.verdict == "passed" and row.tests_total > 0
-        out[(task, row.tests_hash)][digest] = passed
+        out[(row.target, row.tests_hash)][row.code_hash] = passed
     return out
 
 

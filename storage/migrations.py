@@ -184,3 +184,19 @@ def m003_run_parent_and_lineage(conn: Connection) -> None:
         )
     )
     conn.execute(text("CREATE INDEX ix_lineage_model_dir ON lineage (model_dir)"))
+
+
+@migration
+def m004_execution_target_and_code(conn: Connection) -> None:
+    # Readers used to split the candidate label "target#hash"; the two parts are columns
+    # now. Older rows get them from their label, once, here.
+    conn.execute(text("ALTER TABLE executions ADD COLUMN target VARCHAR NOT NULL DEFAULT ''"))
+    conn.execute(text("ALTER TABLE executions ADD COLUMN code_hash VARCHAR NOT NULL DEFAULT ''"))
+    conn.execute(
+        text(
+            "UPDATE executions SET target = substr(candidate, 1, instr(candidate, '#') - 1), "
+            "code_hash = substr(candidate, instr(candidate, '#') + 1) "
+            "WHERE instr(candidate, '#') > 0"
+        )
+    )
+    conn.execute(text("CREATE INDEX ix_executions_target ON executions (target)"))

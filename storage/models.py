@@ -31,6 +31,10 @@ class Execution(SQLModel, table=True):
     message: str = ""
     tests_json: str = "[]"
     resources_json: str = "{}"
+    # What was run, as columns rather than inside the ``candidate`` label: the function
+    # (a stub name or benchmark task id) and the hash of the program's extracted code.
+    target: str = Field(default="", index=True)
+    code_hash: str = ""
 
 
 class Run(SQLModel, table=True):

@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from sqlalchemy import text
+from sqlalchemy import func, or_, text
 from sqlmodel import Session, SQLModel, col, select
 
 from codeens.storage import migrations
 from codeens.storage.db import default_db_path, make_engine
-from codeens.storage.models import Decision, Execution, Generation, Lineage, Run
+from codeens.storage.models import Decision, Execution, Generation, Lineage, Problem, Run
 
 
 class Store:
@@ -54,15 +54,25 @@ class Store:
                 session.refresh(row)
 
     def executions(
-        self, run_id: str | None = None, limit: int | None = 100, *, tests_hash: str | None = None
+        self,
+        run_id: str | None = None,
+        limit: int | None = 100,
+        *,
+        tests_hash: str | None = None,
+        target: str | None = None,
+        oldest_first: bool = False,
     ) -> Sequence[Execution]:
-        """Newest first; ``limit=None`` for all of them; one test suite's if given."""
+        """Newest first (or oldest first); ``limit=None`` for all of them; one test suite's
+        and one target's if given."""
         with Session(self.engine) as session:
-            query = select(Execution).order_by(col(Execution.id).desc()).limit(limit)
+            order = col(Execution.id) if oldest_first else col(Execution.id).desc()
+            query = select(Execution).order_by(order).limit(limit)
             if run_id is not None:
                 query = query.where(Execution.run_id == run_id)
             if tests_hash is not None:
                 query = query.where(Execution.tests_hash == tests_hash)
+            if target is not None:
+                query = query.where(Execution.target == target)
             return session.exec(query).all()
 
     def cached_generation(self, request_key: str) -> Generation | None:
@@ -77,7 +87,7 @@ class Store:
             )
             return session.exec(query).first()
 
-    def runs(self, limit: int = 20, *, children: bool = False) -> Sequence[Run]:
+    def runs(self, limit: int | None = 20, *, children: bool = False) -> Sequence[Run]:
         """Newest first; runs made on behalf of another (an eval's) only with ``children``."""
         with Session(self.engine) as session:
             query = select(Run).order_by(col(Run.created_at).desc()).limit(limit)
@@ -101,6 +111,41 @@ class Store:
             if target is not None:
                 query = query.where(Generation.target == target)
             return session.exec(query.order_by(col(Generation.id))).all()
+
+    def generations_of(self, models: Sequence[str] | None) -> Sequence[Generation]:
+        """Every successful generation of these models (all models: None), in order, from
+        any run."""
+        with Session(self.engine) as session:
+            query = select(Generation).where(Generation.error == "")
+            if models is not None:
+                query = query.where(col(Generation.model).in_(list(models)))
+            return session.exec(query.order_by(col(Generation.id))).all()
+
+    def problems(self) -> dict[str, Problem]:
+        """Every recorded problem file, by content hash."""
+        with Session(self.engine) as session:
+            return {p.hash: p for p in session.exec(select(Problem)).all()}
+
+    def model_usage(self, exclude_run: str | None = None) -> dict[str, tuple[float, float, float]]:
+        """Per model, the mean input tokens, output tokens and latency of its generated (not
+        cached, successful) completions, leaving out one run's if given."""
+        query = (
+            select(
+                Generation.model,
+                func.avg(Generation.input_tokens),
+                func.avg(Generation.output_tokens),
+                func.avg(Generation.latency_s),
+            )
+            .where(Generation.error == "", col(Generation.cached_from).is_(None))
+            .group_by(col(Generation.model))
+        )
+        if exclude_run is not None:
+            query = query.where(
+                or_(col(Generation.run_id).is_(None), col(Generation.run_id) != exclude_run)
+            )
+        with Session(self.engine) as session:
+            rows = session.exec(query).all()
+        return {m: (float(i or 0), float(o or 0), float(t or 0)) for m, i, o, t in rows}
 
     def decisions(self, run_id: str) -> Sequence[Decision]:
         with Session(self.engine) as session:

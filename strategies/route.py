@@ -22,7 +22,6 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import text
 
 from codeens.encoders import MINILM, EncoderUnavailable, load_encoder
 from codeens.strategies.base import Decision, Strategy, StrategyCannotRun
@@ -116,51 +115,31 @@ class _History:
 
 
 def _history(store: Store, exclude_run: str | None) -> _History:
-    run = {"run": exclude_run or ""}
-    with store.engine.connect() as conn:
-        problems, visible = {}, {}
-        for h, path, src, tests in conn.execute(
-            text("SELECT hash, path, source, visible_tests FROM problems")
-        ):
-            problems[h] = (path, src)
-            visible[h] = hashlib.sha256(tests.encode()).hexdigest()
-        verdicts: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)
-        for run_id, label, tests_hash, verdict in conn.execute(
-            text("SELECT run_id, candidate, tests_hash, verdict FROM executions ORDER BY id")
-        ):
-            verdicts[(run_id, label)].append((tests_hash, verdict))
-        samples = conn.execute(
-            text(
-                "SELECT g.run_id, g.target, g.model, g.code_hash, r.problem_hash "
-                "FROM generations g JOIN runs r ON r.id = g.run_id "
-                "WHERE g.error = '' AND g.run_id != :run ORDER BY g.id"
-            ),
-            run,
-        ).all()
-        usage = conn.execute(
-            text(
-                "SELECT model, avg(input_tokens), avg(output_tokens), avg(latency_s) "
-                "FROM generations WHERE error = '' AND cached_from IS NULL "
-                "AND (run_id IS NULL OR run_id != :run) GROUP BY model"
-            ),
-            run,
-        ).all()
+    problems, visible = {}, {}
+    for h, row in store.problems().items():
+        problems[h] = (row.path, row.source)
+        visible[h] = hashlib.sha256(row.visible_tests.encode()).hexdigest()
+    verdicts: dict[tuple[str | None, str, str], list[tuple[str, str]]] = defaultdict(list)
+    for e in store.executions(limit=None, oldest_first=True):
+        verdicts[(e.run_id, e.target, e.code_hash[:12])].append((e.tests_hash, e.verdict))
+    problem_of = {r.id: r.problem_hash for r in store.runs(limit=None, children=True)}
     outcomes: dict[tuple[str, str], dict[str, list[float]]] = defaultdict(dict)
-    for run_id, target, model, code_hash, problem_hash in samples:
-        if problem_hash not in problems:
+    for g in store.generations_of(None):
+        problem_hash = problem_of.get(g.run_id or "")
+        if g.run_id == exclude_run or problem_hash not in problems:
             continue
+        target, model, code_hash = g.target, g.model, g.code_hash
         if code_hash is None:  # the model answered but gave no usable code: a failure
             outcomes[(problem_hash, target)].setdefault(model, []).append(0.0)
             continue
-        runs = verdicts.get((run_id, f"{target}#{code_hash[:12]}"))
+        runs = verdicts.get((g.run_id, target, code_hash[:12]))
         if not runs:  # never executed (a strategy stopped early): unknown, not wrong
             continue
         # The visible-test run: the one on the problem's whole visible tests, else the
         # first (strategies run the visible tests before any generated ones).
         verdict = next((v for h, v in runs if h == visible[problem_hash]), runs[0][1])
         outcomes[(problem_hash, target)].setdefault(model, []).append(float(verdict == "passed"))
-    means = {m: (float(i or 0), float(o or 0), float(t or 0)) for m, i, o, t in usage}
-    return _History(dict(outcomes), problems, means)
+    return _History(dict(outcomes), problems, store.model_usage(exclude_run))
 
 
 def expected_cost(model: ModelConfig, usage: tuple[float, float, float] | None) -> float:

@@ -27,7 +27,7 @@ from codeens.storage import (
     default_db_path,
 )
 from codeens.storage import migrations as migrations_module
-from codeens.storage.db import BUSY_TIMEOUT_MS, ENV_VAR
+from codeens.storage.db import BUSY_TIMEOUT_MS, ENV_VAR, make_engine
 from codeens.storage.migrations import MIGRATIONS
 
 
@@ -225,3 +225,40 @@ def test_concurrent_writers_lose_nothing(tmp_path: Path) -> None:
     # The writers really ran at the same time: their rows interleave in commit order.
     switches = sum(1 for a, b in itertools.pairwise(ordered) if a[0] != b[0])
     assert switches > workers, f"writers did not overlap ({switches} switches)"
+
+
+def test_an_old_log_gets_target_and_code_hash_from_its_labels(tmp_path: Path) -> None:
+    """Rows written before m004 carry "target#hash" labels; the migration splits them."""
+    db = tmp_path / "old.db"
+    names = [name for name, _fn in MIGRATIONS]
+    upto = names.index("m004_execution_target_and_code")
+    with _sqlite(db) as conn:
+        conn.execute(
+            "CREATE TABLE _codeens_migrations (name VARCHAR PRIMARY KEY, applied_at DATETIME)"
+        )
+        conn.commit()
+    engine = make_engine(db)
+    with engine.begin() as conn:
+        for name, fn in MIGRATIONS[:upto]:
+            fn(conn)
+            conn.execute(text("INSERT INTO _codeens_migrations (name) VALUES (:n)"), {"n": name})
+        for label in ("add#0123456789ab", "HumanEval/0#" + "f" * 64, "cand.py"):
+            conn.execute(
+                text(
+                    "INSERT INTO executions (created_at, run_id, candidate, candidate_hash, "
+                    "tests_hash, backend, verdict, tests_total, tests_passed, duration_s, "
+                    "message, tests_json, resources_json) VALUES (CURRENT_TIMESTAMP, 'r', :c, "
+                    "'h', 't', 'docker', 'passed', 1, 1, 0.1, '', '[]', '{}')"
+                ),
+                {"c": label},
+            )
+    engine.dispose()
+    store = Store(db)
+    assert store.schema_version() == len(MIGRATIONS)
+    rows = {e.candidate: (e.target, e.code_hash) for e in store.executions(limit=None)}
+    assert rows == {
+        "add#0123456789ab": ("add", "0123456789ab"),
+        "HumanEval/0#" + "f" * 64: ("HumanEval/0", "f" * 64),
+        "cand.py": ("", ""),
+    }
+    assert [e.candidate for e in store.executions(target="add", limit=None)] == ["add#0123456789ab"]

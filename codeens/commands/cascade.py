@@ -51,26 +51,15 @@ class Simulation:
     escalated: float
 
 
-def load_history(engine: Any, models: Sequence[str], k: int) -> list[Unit]:
+def load_history(store: Any, models: Sequence[str], k: int) -> list[Unit]:
     """Every problem target with samples of the given models and visible executions."""
-    from sqlmodel import Session, col, select
-
-    from codeens.storage import Execution, Generation, Run
-    from codeens.storage import Problem as ProblemRow
-
-    with Session(engine) as session:
-        runs = {r.id: r for r in session.exec(select(Run)).all() if r.problem_hash}
-        problems = {p.hash: p for p in session.exec(select(ProblemRow)).all()}
-        gens = session.exec(
-            select(Generation)
-            .where(col(Generation.model).in_(list(models)), Generation.error == "")
-            .order_by(col(Generation.id))
-        ).all()
-        execs = session.exec(select(Execution).order_by(col(Execution.id))).all()
+    runs = {r.id: r for r in store.runs(limit=None, children=True) if r.problem_hash}
+    problems = store.problems()
+    gens = store.generations_of(models)
     by_run: dict[tuple[str, str], list[Any]] = defaultdict(list)
-    for e in execs:
+    for e in store.executions(limit=None, oldest_first=True):
         if e.run_id in runs:
-            by_run[(e.run_id, e.candidate.rpartition("#")[0])].append(e)
+            by_run[(e.run_id, e.target)].append(e)
     verdicts: dict[tuple[str, str], dict[str, tuple[str, tuple[TestRow, ...]]]] = {}
     for (run_id, target), rows in by_run.items():
         problem_hash = runs[run_id].problem_hash or ""
@@ -82,7 +71,7 @@ def load_history(engine: Any, models: Sequence[str], k: int) -> list[Unit]:
         visible = whole if whole in hashes else rows[0].tests_hash
         found = verdicts.setdefault((problem_hash, target), {})
         for e in rows:
-            label = e.candidate.rpartition("#")[2]
+            label = e.code_hash[:12]
             if e.tests_hash == visible and e.verdict != "infra_error" and label not in found:
                 tests = tuple(
                     (t["name"], t["outcome"], t["message"]) for t in json.loads(e.tests_json)
@@ -243,7 +232,7 @@ def calibrate(
         click.echo(f"no history: {path} does not exist")
         return
     store = Store(path)
-    units = load_history(store.engine, models, k)
+    units = load_history(store, models, k)
     if not units:
         click.echo(
             f"no history: no run in {store.path} has executed samples of {', '.join(models)}"
