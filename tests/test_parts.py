@@ -168,7 +168,7 @@ def test_solve_stops_with_one_line_and_exit_2(tmp_path: Path, shadow: str, expec
     assert "Traceback" not in proc.stderr
     joined = tmp_path / "cache" / "models" / "parts"
     assert not any(joined.glob("*.gguf")), "nothing unverified is left to be loaded"
-    assert not (tmp_path / "log.db").exists() or proc.stdout == ""
+    assert proc.stdout == "" and not (tmp_path / "log.db").exists(), "stopped before any work"
 
 
 def test_models_reports_assembly_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

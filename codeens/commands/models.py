@@ -66,64 +66,33 @@ def _configured_row(model: Any) -> dict[str, Any]:
 
 
 def _embedded_row(entry: Any) -> dict[str, Any]:
-    """Where the entry's file stands: shipped, joined and verified, or not yet joined."""
+    """Where the entry's file stands: ready (and verified), not yet joined, or unusable."""
     from codeens.models import locate, parts
-    from codeens.models.base import ModelUnavailable
 
     location = entry.config.location
+    split = location.startswith(parts.PARTS_PREFIX)
+    spec = parts.split_file(location) if split else None
+    path = locate.ready(location)
     row: dict[str, Any] = {
         "name": entry.name,
         "parameters": entry.parameters,
         "quantisation": entry.quantisation,
         "licence": entry.licence,
         "source": entry.source,
-        "bytes": None,
-        "sha256": None,
+        "bytes": spec.size if spec else (path.stat().st_size if path else None),
+        "sha256": spec.sha256 if spec else None,
     }
-    if location.startswith(parts.PARTS_PREFIX):
-        spec = parts.split_file(location)
-        path = locate.joined_path(spec)
-        row["bytes"], row["sha256"] = spec.size, spec.sha256
-        if parts.verified(path, spec):
-            row["file"] = f"assembled, sha256 verified {spec.sha256[:12]}... ({path})"
-        else:
-            why = locate.check(location)
-            row["file"] = (
-                f"unusable: {why}"
-                if why
-                else (
-                    f"not assembled yet: joined from {spec.parts} packages on first use, "
-                    f"then sha256 checked against {spec.sha256[:12]}..."
-                )
-            )
-        return row
-    why = locate.check(location)
+    why = "" if path else locate.check(location)
     if why:
         row["file"] = f"unusable: {why}"
-        return row
-    if not _is_shipped(location):
-        row["file"] = f"assembled on first use from {entry.source}"
-        return row
-    try:
-        shipped = locate.resolve(location)
-    except ModelUnavailable as exc:
-        row["file"] = f"unusable: {exc}"
-        return row
-    row["bytes"] = shipped.stat().st_size
-    row["file"] = f"ready ({shipped})"
+    elif path is None:
+        checked = f", then sha256 checked against {spec.sha256[:12]}..." if spec else ""
+        row["file"] = f"not assembled yet: joined from {entry.source} on first use{checked}"
+    elif spec is not None:
+        row["file"] = f"assembled, sha256 verified {spec.sha256[:12]}... ({path})"
+    else:
+        row["file"] = f"ready ({path})"
     return row
-
-
-def _is_shipped(location: str) -> bool:
-    """Whether a ``package:`` location is already a file (shipped, or assembled before)."""
-    from codeens.models import locate
-
-    package, relative = locate.split_package(location)
-    try:
-        shipped = locate.package_dir(package) / relative
-    except Exception:
-        return False
-    return shipped.exists() or (locate.cache_dir() / package / relative).exists()
 
 
 def _size(n: int | None) -> str:

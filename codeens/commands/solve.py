@@ -97,7 +97,7 @@ def solve(
 
         SANDBOXES.get(config.sandbox.backend)
         problem = load_problem(problem_path, list(extra_tests))
-        locate.prepare([m.location for m in (*models, *config.models)])
+        locate.prepare([m.location for m in models])
     except (ConfigError, ProblemError, UnknownName, AssemblyError) as exc:
         raise InputError(str(exc)) from exc
 

@@ -99,9 +99,8 @@ def check(location: str) -> str:
     location = location.strip()
     try:
         if location.startswith(parts.PARTS_PREFIX):
-            spec = parts.split_file(location)
-            if not parts.verified(joined_path(spec), spec):
-                parts.part_paths(spec)
+            if ready(location) is None:
+                parts.part_paths(parts.split_file(location))
             return ""
         if location.startswith(PACKAGE_PREFIX):
             package, relative = split_package(location)
@@ -114,6 +113,25 @@ def check(location: str) -> str:
     except ModelUnavailable as exc:
         return str(exc)
     return ""
+
+
+def ready(location: str) -> Path | None:
+    """The file for ``location`` if it is on disk now and may be loaded (a split file only
+    once verified); None otherwise. Never assembles anything."""
+    location = location.strip()
+    if location.startswith(parts.PARTS_PREFIX):
+        spec = parts.split_file(location)
+        joined = joined_path(spec)
+        return joined if parts.verified(joined, spec) else None
+    if location.startswith(PACKAGE_PREFIX):
+        package, relative = split_package(location)
+        try:
+            shipped = package_dir(package) / relative
+        except ModelUnavailable:
+            return None
+        return next((p for p in (shipped, cache_dir() / package / relative) if p.exists()), None)
+    path = Path(os.path.expandvars(location)).expanduser()
+    return path if path.exists() else None
 
 
 def joined_path(spec: parts.SplitFile) -> Path:
