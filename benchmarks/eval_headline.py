@@ -43,33 +43,8 @@ def _codeens() -> str:
     return str(Path(sys.executable).with_name("codeens"))
 
 
-def _finished(db: Path, benchmark: str, args: argparse.Namespace) -> dict[str, Any] | None:
-    """The stored summary of a finished eval run of this slice, samples and strategies."""
-    if not db.exists():
-        return None
-    from codeens.storage import Store
-
-    for run in Store(db).runs(limit=200):
-        if run.kind == "eval" and run.status == "done" and run.summary_json:
-            summary: dict[str, Any] = json.loads(run.summary_json)
-            spec = json.loads(run.config_json or "{}")
-            if _same(spec, benchmark, args):
-                return summary
-    return None
-
-
-def _same(spec: dict[str, Any], benchmark: str, args: argparse.Namespace) -> bool:
-    wanted = {
-        "benchmark": benchmark,
-        "task_ids": SLICES[benchmark].split(","),
-        "strategies": args.strategies.split(","),
-        "samples": args.samples,
-    }
-    return all(spec.get(key) == value for key, value in wanted.items())
-
-
-def _unfinished(db: Path, benchmark: str, args: argparse.Namespace) -> str | None:
-    """The id of an unfinished eval run of this slice, samples and strategies, if any."""
+def _recorded(db: Path, benchmark: str, args: argparse.Namespace) -> Any:
+    """The newest eval run of this slice, samples and strategies in the log, if any."""
     if not db.exists():
         return None
     from codeens.storage import Store
@@ -82,9 +57,8 @@ def _unfinished(db: Path, benchmark: str, args: argparse.Namespace) -> str | Non
     }
     for run in Store(db).runs(limit=200):
         spec = json.loads(run.config_json or "{}")
-        same = all(spec.get(key) == value for key, value in wanted.items())
-        if run.kind == "eval" and run.status != "done" and same:
-            return run.id
+        if run.kind == "eval" and all(spec.get(k) == v for k, v in wanted.items()):
+            return run
     return None
 
 
@@ -102,10 +76,12 @@ def run_eval(args: argparse.Namespace, benchmark: str, extra: list[str]) -> dict
     ]
     tail = ["--db", str(args.db), "--json", "--quiet"]
     label = " ".join(["codeens", *spec_args[:3], "...", *spec_args[4:], *tail])
-    if args.reuse and (stored := _finished(args.db, benchmark, args)) is not None:
+    run = _recorded(args.db, benchmark, args)
+    if args.reuse and run is not None and run.status == "done" and run.summary_json:
+        stored: dict[str, Any] = json.loads(run.summary_json)
         stored["command"] = label
         return stored
-    run_id = _unfinished(args.db, benchmark, args)
+    run_id = run.id if run is not None and run.status != "done" else None
     command = [_codeens(), *spec_args, *tail]
     if run_id is not None:
         command = [_codeens(), "eval", "--resume", run_id, *tail]
@@ -195,10 +171,9 @@ def main() -> None:
         "humaneval": [],
         "mbpp": ["--split", "test", *(["--data", str(args.mbpp_data)] if args.mbpp_data else [])],
     }
-    if args.only is not None:
-        print(json.dumps(run_eval(args, args.only, extra[args.only])))
-        return
-    summaries = [run_eval(args, name, extra[name]) for name in ("humaneval", "mbpp")]
+    names = [args.only] if args.only else ["humaneval", "mbpp"]
+    summaries = [run_eval(args, name, extra[name]) for name in names]
+    missing = [name for name in SLICES if name not in names]
     body = [
         f"Embedded Qwen2.5-Coder pair on 2 CPU cores; `python benchmarks/eval_headline.py "
         f"--samples {args.samples} --strategies {args.strategies}`. Pass rates are on the "
@@ -206,6 +181,11 @@ def main() -> None:
         "problems where some program the strategy saw passes; selection efficiency is "
         "pass@1 / oracle.",
         "",
+        *(
+            ["Not run yet: " + ", ".join(f"the {n} slice" for n in missing) + ".", ""]
+            if missing
+            else []
+        ),
     ]
     for summary in summaries:
         body += table(summary)
