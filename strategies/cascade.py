@@ -202,6 +202,13 @@ def _stage_trace(
     return trace
 
 
+# Chosen by `codeens cascade calibrate` (target 0.9, leave-one-visible-test-out) on the
+# log of the embedded Qwen pair's HumanEval spread slice: no threshold reached 0.9, and 0.8
+# was the cheapest with the best simulated pass rate (0.817 against 0.805 at 0.5, for 29 %
+# more cost). MBPP was not used, so its headline measures this default held out.
+DEFAULT_THRESHOLD = 0.8
+
+
 def stage_thresholds(
     threshold: float, thresholds: Sequence[float] | None, stages: int
 ) -> list[float]:
@@ -220,7 +227,9 @@ class Cascade(Strategy):
         model_config = ConfigDict(extra="forbid")
 
         k: int | None = Field(None, ge=1, le=200, description="Samples per stage (--samples).")
-        threshold: float = Field(0.5, ge=0.0, le=1.0, description="Agreement to accept.")
+        threshold: float = Field(
+            DEFAULT_THRESHOLD, ge=0.0, le=1.0, description="Agreement to accept."
+        )
         thresholds: list[float] | None = Field(
             None, description="Per-stage thresholds, cheapest first; `threshold` beyond them."
         )

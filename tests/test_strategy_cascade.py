@@ -21,6 +21,7 @@ from codeens.models.base import Completion
 from codeens.models.replay import record
 from codeens.problem import load_problem
 from codeens.prompts import solve_prompt
+from codeens.strategies.cascade import DEFAULT_THRESHOLD
 from conftest import REPO, run_cli
 
 pytestmark = pytest.mark.docker
@@ -104,7 +105,8 @@ def test_accepts_at_the_cheap_stage_when_it_agrees_and_passes(
     problem, prompt = problem_file(tmp_path)
     recording(tmp_path, "alpha", prompt, [CORRECT, CORRECT_COMMENTED, CORRECT_OTHER, MINUS])
     recording(tmp_path, "beta", prompt, [CORRECT] * 4)
-    code, data, _ = solve(tmp_path, problem, config(tmp_path, ["beta", "alpha"]))
+    options = "threshold = 0.5"
+    code, data, _ = solve(tmp_path, problem, config(tmp_path, ["beta", "alpha"], options))
     assert code == 0 and data["status"] == "solved"
     trace = data["trace"]["add"]
     assert trace["order"] == ["alpha", "beta"]  # by price, not by config order
@@ -164,7 +166,7 @@ def test_escalates_when_the_cheap_model_disagrees_fails_or_is_missing(
         assert trace["cost"] == pytest.approx(expected_cost)
         assert trace["stages"][1]["cumulative_cost"] == pytest.approx(expected_cost)
     else:
-        assert trace["thresholds"] == [0.25, 0.5]
+        assert trace["thresholds"] == [0.25, DEFAULT_THRESHOLD]
         assert "return a + b" in data["solution"]
 
 
