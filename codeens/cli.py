@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import signal
 import sys
 from typing import Any
 
@@ -51,8 +52,21 @@ def cli() -> None:
     """codeens: ask several models for code, verify every candidate in a sandbox, combine."""
 
 
+def _stop(signum: int, _frame: object) -> None:
+    """SIGTERM or SIGINT: close the sandboxes first (their containers go now, and queued
+    work fails fast), then unwind normally so that what is recorded stays recorded."""
+    base = sys.modules.get("codeens.sandbox.backends.base")
+    if base is not None:
+        base.close_open_sandboxes()
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: every user error ends in one line on stderr and exit code 2."""
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
     try:
         code = cli.main(args=argv, prog_name="codeens", standalone_mode=False)
     except click.exceptions.Exit as exc:

@@ -189,11 +189,12 @@ def hidden_pass(
 ) -> None:
     """Run every program seen for this problem against the hidden tests, once each."""
     suite = parse_test_suite(item.hidden_tests, f"{item.task_id} hidden tests")
-    done = {
+    done = {  # an infra_error (a sandbox that broke or was closed) is run again
         e.code_hash
         for e in store.executions(
             run_id, limit=None, tests_hash=suite.tests_hash, target=item.task_id
         )
+        if e.verdict != "infra_error"
     }
     rows = list(store.generations(run_id, item.task_id))
     for child in children_of(store, run_id, index):

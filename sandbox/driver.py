@@ -94,20 +94,115 @@ def _sweep(spare, dirs):
 
 
 def _empty_dir(top):
+    """Remove everything under ``top`` that the sandbox uid can remove.
+
+    Whatever the candidate left: directories with mode 000 or without write permission
+    (their owner, our uid, may restore it), names with newlines or undecodable bytes, trees
+    deeper than the path limit, thousands of small files. It walks with directory
+    descriptors relative to each other and climbs back through ``..``, so no path is ever
+    longer than one name and one descriptor is open at a time; nothing else runs meanwhile
+    (every process of the uid is killed first).
+    """
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
     try:
-        entries = os.listdir(top)
+        fd = os.open(top, flags | os.O_NOFOLLOW)
     except OSError:
         return
-    for name in entries:
-        path = os.path.join(top, name)
-        try:
-            if os.path.isdir(path) and not os.path.islink(path):
-                _empty_dir(path)
-                os.rmdir(path)
-            else:
-                os.unlink(path)
-        except OSError:
-            pass
+    stack = []  # (names left in the parent, name of the directory we are in)
+    names = _names(fd)
+    try:
+        while True:
+            if names:
+                name = names.pop()
+                if _remove_entry(fd, name):
+                    continue
+                child = _enter(fd, name, flags | os.O_NOFOLLOW)
+                if child is not None:
+                    stack.append((names, name))
+                    os.close(fd)
+                    fd, names = child, _names(child)
+                continue
+            if not stack:
+                return
+            parent = os.open("..", flags, dir_fd=fd)
+            os.close(fd)
+            fd = parent
+            names, name = stack.pop()
+            try:
+                os.rmdir(name, dir_fd=fd)
+            except OSError:
+                pass
+    finally:
+        os.close(fd)
+
+
+def _names(fd):
+    try:
+        return os.listdir(fd)
+    except OSError:
+        return []
+
+
+def _remove_entry(fd, name):
+    """Unlink a non-directory or remove an empty directory; False for a directory to enter."""
+    import stat
+
+    try:
+        mode = os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode
+    except OSError:
+        return True
+    try:
+        if stat.S_ISDIR(mode):
+            os.rmdir(name, dir_fd=fd)
+        else:
+            os.unlink(name, dir_fd=fd)
+    except OSError:
+        return not stat.S_ISDIR(mode)
+    return True
+
+
+def _enter(fd, name, flags):
+    """Open a directory the candidate may have locked with its mode (000, 0500, ...)."""
+    try:
+        os.chmod(name, 0o700, dir_fd=fd)
+    except OSError:
+        pass
+    try:
+        return os.open(name, flags, dir_fd=fd)
+    except OSError:
+        return None
+
+
+# cgroup v2 file, cgroup v1 file, and the counter's name in them
+_COUNTERS = {
+    "oom_kill": (
+        ("/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control"),
+        "oom_kill",
+    ),
+    "pids_refused": (("/sys/fs/cgroup/pids.events", "/sys/fs/cgroup/pids/pids.events"), "max"),
+}
+
+
+def _cgroup_counters():
+    """The sandbox cgroup's OOM kills and refused forks so far (where the files exist).
+
+    Read only when the request says the cgroup is the sandbox's own (a container), so
+    that other processes on a host cannot move them.
+    """
+    found = {}
+    for key, (paths, field) in _COUNTERS.items():
+        for path in paths:
+            try:
+                with open(path) as handle:
+                    for line in handle:
+                        parts = line.split()
+                        if len(parts) == 2 and parts[0] == field:
+                            found[key] = int(parts[1])
+            except (OSError, ValueError):
+                continue
+            if key in found:
+                break
+    return found
 
 
 # -------------------------------------------------------------------------- driver side
@@ -129,6 +224,8 @@ class _Run:
         self.import_msg = ""
         self.exit_on_import = False
         self.memory = False
+        self.nproc = False
+        self.counters = {}
         self.violation = ""
         self.killed_for = ""
         self.token = ""
@@ -178,6 +275,7 @@ class _Run:
             self.import_msg = str(msg.get("msg", ""))
             self.exit_on_import = bool(msg.get("exit"))
             self.memory = self.memory or bool(msg.get("memory"))
+            self.nproc = self.nproc or bool(msg.get("nproc"))
             if self.imported:
                 self.send_next()
             return
@@ -192,6 +290,7 @@ class _Run:
             self.violation = "test report with an unknown outcome"
             return
         self.memory = self.memory or bool(msg.get("memory"))
+        self.nproc = self.nproc or bool(msg.get("nproc"))
         self.results.append(
             {
                 "name": self.tests[self.sent]["name"],
@@ -288,6 +387,7 @@ def _drive(req, zygote):
     started = time.monotonic()
     deadline = started + float(req.get("timeout", 10))
     output_limit = int(req.get("output_limit", 1 << 20))
+    counters = _cgroup_counters() if req.get("own_cgroup") else {}
     reply, fds = zygote.call({"op": "spawn", "req": req}, 10.0)
     pid = reply["pid"]
     ctl_w, res_r, out_r = fds
@@ -332,6 +432,9 @@ def _drive(req, zygote):
     reaped, _ = zygote.call({"op": "reap", "pid": pid, "timeout": 0.5}, 5.0)
     _kill_group(pid)
     status = reaped["status"]
+    if counters:
+        after = _cgroup_counters()
+        run.counters = {k: after.get(k, v) - v for k, v in counters.items()}
     return _report(run, status, reaped["rusage"], time.monotonic() - started)
 
 
@@ -352,6 +455,56 @@ def _reap(pid, until):
         time.sleep(0.001)
 
 
+def _signal_name(number):
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return "signal %d" % number
+
+
+def _at_memory_limit(run, rusage):
+    """Peak RSS within 10 % of the memory limit (where no cgroup counter says more)."""
+    limit_kb = int(run.req.get("memory_mb") or 0) * 1024
+    return bool(limit_kb and rusage is not None and rusage[2] >= 0.9 * limit_kb)
+
+
+def _verdict(run, signaled, exit_status, rusage):
+    """The verdict and its message; ``memory`` only when the memory limit was hit."""
+    expected = len(run.tests)
+    passed = sum(1 for r in run.results if r["outcome"] == "passed")
+    killed = signaled == signal.SIGKILL and not run.finished and not run.violation
+    if run.killed_for == "timeout":
+        return "timeout", "wall-clock deadline exceeded"
+    if run.killed_for == "output_limit":
+        return "output_limit", "output exceeded %d bytes" % run.req.get("output_limit")
+    if signaled == signal.SIGXCPU:
+        return "timeout", "CPU time limit exceeded"
+    if run.memory:
+        return "memory", "memory limit exceeded (MemoryError)"
+    if run.counters.get("oom_kill", 0) > 0 and (killed or not run.finished):
+        return "memory", "killed by the out-of-memory killer at the memory limit"
+    if killed and _at_memory_limit(run, rusage):
+        return "memory", "killed at the memory limit (peak RSS %d kB)" % rusage[2]
+    if run.violation:
+        return "failed", run.violation
+    if killed:
+        return "error", "candidate process was killed by SIGKILL (not at the memory limit)"
+    if run.imported is False:
+        if run.exit_on_import:
+            return "failed", "candidate exited during import: " + run.import_msg
+        return "error", run.import_msg
+    ended = "exit status %s" % exit_status
+    if signaled is not None:
+        ended = "killed by " + _signal_name(signaled)
+    if run.imported is None:
+        return "failed", "candidate process ended before reporting (%s)" % ended
+    if len(run.results) != expected:
+        return "failed", "only %d of %d tests reported (%s)" % (len(run.results), expected, ended)
+    if passed == expected:
+        return "passed", ""
+    return "failed", "%d of %d tests failed" % (expected - passed, expected)
+
+
 def _report(run, status, rusage, wall):
     exit_status = None
     signaled = None
@@ -361,41 +514,11 @@ def _report(run, status, rusage, wall):
             exit_status = -signaled
         elif os.WIFEXITED(status):
             exit_status = os.WEXITSTATUS(status)
+    verdict, message = _verdict(run, signaled, exit_status, rusage)
+    if verdict in ("failed", "error") and (run.nproc or run.counters.get("pids_refused", 0)):
+        message = "process limit reached (a fork or thread start was refused); " + message
     expected = len(run.tests)
     passed = sum(1 for r in run.results if r["outcome"] == "passed")
-    message = ""
-    if run.killed_for == "timeout":
-        verdict, message = "timeout", "wall-clock deadline exceeded"
-    elif run.killed_for == "output_limit":
-        verdict, message = "output_limit", "output exceeded %d bytes" % run.req.get("output_limit")
-    elif signaled == signal.SIGXCPU:
-        verdict, message = "timeout", "CPU time limit exceeded"
-    elif run.memory:
-        verdict, message = "memory", "memory limit exceeded (MemoryError)"
-    elif signaled == signal.SIGKILL and not run.finished and not run.violation:
-        verdict, message = "memory", "candidate process was killed (out of memory)"
-    elif run.violation:
-        verdict, message = "failed", run.violation
-    elif run.imported is False:
-        if run.exit_on_import:
-            verdict, message = "failed", "candidate exited during import: " + run.import_msg
-        else:
-            verdict, message = "error", run.import_msg
-    elif run.imported is None:
-        verdict = "failed"
-        message = "candidate process ended before reporting (exit status %s)" % exit_status
-    elif len(run.results) != expected:
-        verdict = "failed"
-        message = "only %d of %d tests reported (exit status %s)" % (
-            len(run.results),
-            expected,
-            exit_status,
-        )
-    elif passed == expected:
-        verdict = "passed"
-    else:
-        verdict = "failed"
-        message = "%d of %d tests failed" % (expected - passed, expected)
     resources = {"wall_s": round(wall, 6), "output_bytes": run.output_bytes}
     if rusage is not None:
         resources.update(

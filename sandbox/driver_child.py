@@ -5,6 +5,7 @@ Executed as part of the driver program (its source is joined before driver.py's 
 Everything the harness needs is bound before the candidate's code runs.
 """
 
+import errno
 import json
 import os
 import signal
@@ -36,6 +37,9 @@ def _child(req, ctl_r, res_w, out_w):
     import types
 
     os.setsid()
+    getpid = os.getpid
+    exit_now = os._exit
+    me = getpid()
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.dup2(out_w, 1)
@@ -151,6 +155,10 @@ def _child(req, ctl_r, res_w, out_w):
         return real_bool(value)
 
     def send(obj):
+        if getpid() != me:
+            # A copy made by the candidate's fork() reached the harness: only the process
+            # the driver started reports, so the copy leaves without a word.
+            exit_now(0)
         data = dumps(obj).encode("ascii") + b"\n"
         view = memoryview(data)
         while view:
@@ -176,6 +184,16 @@ def _child(req, ctl_r, res_w, out_w):
         text = "".join(fmt_exc(real_type(exc), exc)).strip()
         return text[-2000:]
 
+    blocking_io = BlockingIOError
+    runtime_error = RuntimeError
+    again = errno.EAGAIN
+
+    def refused(exc):
+        # The process limit says no: fork() fails with EAGAIN, a thread cannot start.
+        if isinstance(exc, blocking_io):
+            return exc.errno == again
+        return isinstance(exc, runtime_error) and "can't start new thread" in str(exc)
+
     namespace = {"__name__": "candidate", "__builtins__": builtins}
     started = perf()
     try:
@@ -188,7 +206,7 @@ def _child(req, ctl_r, res_w, out_w):
         send({"k": "import", "ok": False, "memory": True, "msg": "MemoryError"})
         os._exit(0)
     except BaseException as exc:
-        send({"k": "import", "ok": False, "msg": describe(exc)})
+        send({"k": "import", "ok": False, "msg": describe(exc), "nproc": refused(exc)})
         os._exit(0)
     send({"k": "import", "ok": True, "t": perf() - started})
 
@@ -206,6 +224,7 @@ def _child(req, ctl_r, res_w, out_w):
         namespace["__codeens_truth__"] = trusted_truth
         started = perf()
         memory = False
+        nproc = False
         last_failure[0] = ""
         if setup_error is not None:
             outcome, text = "error", setup_error
@@ -218,7 +237,7 @@ def _child(req, ctl_r, res_w, out_w):
             except MemoryError:
                 outcome, text, memory = "error", "MemoryError", True
             except BaseException as exc:
-                outcome, text = "error", describe(exc)
+                outcome, text, nproc = "error", describe(exc), refused(exc)
         send(
             {
                 "k": "test",
@@ -227,6 +246,7 @@ def _child(req, ctl_r, res_w, out_w):
                 "outcome": outcome,
                 "msg": text,
                 "memory": memory,
+                "nproc": nproc,
                 "t": perf() - started,
             }
         )

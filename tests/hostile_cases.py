@@ -17,6 +17,12 @@ class Case:
     candidate: str
     tests: str
     verdict: str
+    # where the program comes from, and a text the verdict's message must contain
+    source: str = "codeens"
+    message: str = ""
+
+
+ISSUE19 = "issue 19: rebuilt from peers' hostile programs, run twice with a probe after"
 
 
 def _mirror_host() -> str:
@@ -69,6 +75,8 @@ CASES = [
         "import os\ndef add(a, b):\n    while True:\n        os.fork()\n",
         ADD_TEST,
         "failed",
+        source="bigcode-evaluation-harness evil programs; " + ISSUE19,
+        message="process limit reached",
     ),
     Case(
         "thread bomb",
@@ -76,6 +84,7 @@ CASES = [
         "        threading.Thread(target=time.sleep, args=(60,)).start()\n",
         ADD_TEST,
         "failed",
+        message="process limit reached",
     ),
     Case(
         "memory bomb",
@@ -131,6 +140,56 @@ CASES = [
         "def add(a, b):\n    return a + b\n",
         ADD_TEST,
         "passed",
+    ),
+    Case(
+        "locked directories, odd names and special files left behind",
+        "import os\nfor top in ('/tmp', '/work', '/dev/shm'):\n"
+        "    os.mkdir(top + '/hide')\n    open(top + '/hide/secret', 'w').write('left-9c4')\n"
+        "    os.chmod(top + '/hide', 0)\n"
+        "os.makedirs('/tmp/ro/sub')\nopen('/tmp/ro/sub/f', 'w').write('left-9c4')\n"
+        "os.chmod('/tmp/ro/sub', 0o500)\nos.chmod('/tmp/ro', 0o500)\n"
+        "for name in (b'new\\nline', b'bad-\\xff', b'-rf', b' ', b'.hidden'):\n"
+        "    open(b'/tmp/' + name, 'w').write('left-9c4')\n"
+        "os.mkfifo('/tmp/fifo')\nos.symlink('/etc', '/dev/shm/etc-link')\n"
+        "os.link('/tmp/-rf', '/tmp/hard')\nos.chmod('/tmp/-rf', 0)\n"
+        "def add(a, b):\n    return a + b\n",
+        ADD_TEST,
+        "passed",
+        source=ISSUE19,
+    ),
+    Case(
+        "5,000 small files",
+        "for i in range(5000):\n    open(f'/dev/shm/s{i}', 'w').write('left-9c4')\n"
+        "def add(a, b):\n    return a + b\n",
+        ADD_TEST,
+        "passed",
+        source=ISSUE19,
+    ),
+    Case(
+        "a tree deeper than the path limit",
+        "import os\nos.chdir('/tmp')\nfor _ in range(1500):\n    os.mkdir('ddd')\n"
+        "    os.chdir('ddd')\nopen('bottom', 'w').write('left-9c4')\nos.chmod('.', 0)\n"
+        "def add(a, b):\n    return a + b\n",
+        ADD_TEST,
+        "passed",
+        source=ISSUE19,
+    ),
+    Case(
+        "nothing hidden by the previous runs",
+        "import os\ndef found():\n    hits = []\n"
+        "    for top in ('/tmp', '/work', '/dev/shm', '.'):\n"
+        "        for root, dirs, files in os.walk(top):\n"
+        "            for d in dirs:\n                try:\n"
+        "                    os.chmod(os.path.join(root, d), 0o700)\n"
+        "                except OSError:\n                    pass\n"
+        "            for f in files:\n                try:\n"
+        "                    if 'left-9c4' in open(os.path.join(root, f)).read():\n"
+        "                        hits.append(os.path.join(root, f))\n"
+        "                except OSError:\n                    pass\n"
+        "        hits += os.listdir(top)\n    return hits\n",
+        "assert found() == []\n",
+        "passed",
+        source=ISSUE19,
     ),
     Case(
         "no file from the previous run",
@@ -280,6 +339,14 @@ CASES = [
         "import os, signal\ndef add(a, b):\n    os.kill(-1, signal.SIGKILL)\n    return a + b\n",
         ADD_TEST,
         "failed",
+    ),
+    Case(
+        "SIGKILL to itself",
+        "import os, signal\ndef add(a, b):\n    os.kill(os.getpid(), signal.SIGKILL)\n",
+        ADD_TEST,
+        "error",
+        source=ISSUE19,
+        message="killed by SIGKILL (not at the memory limit)",
     ),
     Case(
         "background process outliving the run",

@@ -135,6 +135,7 @@ def test_hostile_program(
     result = run_box(docker_box, candidate, case.tests)
 
     assert result.verdict == case.verdict, (result.verdict, result.message, result.tests)
+    assert case.message in result.message, result.message
     assert SECRET_VALUE not in result.output
     # Nothing left behind: only the keeper, the driver and its zygote; empty work areas;
     # the same containers as before; no new files in the host's /tmp.
@@ -159,3 +160,4 @@ def _sandbox_containers() -> set[str]:
 def test_suite_has_enough_cases() -> None:
     assert len(CASES) >= 35
     assert len({c.name for c in CASES}) == len(CASES)
+    assert all(c.source for c in CASES)

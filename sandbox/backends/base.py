@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import weakref
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from functools import cache
@@ -56,8 +57,13 @@ def driver_input(
     sweep: bool,
     wipe: tuple[str, ...] = (),
     once: bool = False,
+    own_cgroup: bool = False,
 ) -> bytes:
-    """The two frames the driver reads: the candidate first, the tests after forking."""
+    """The two frames the driver reads: the candidate first, the tests after forking.
+
+    ``own_cgroup``: the driver's cgroup belongs to the sandbox alone (a container), so its
+    OOM-kill and refused-fork counters tell what happened to the candidate.
+    """
     first = {
         "candidate": candidate.source,
         "filename": CANDIDATE_FILENAME,
@@ -69,6 +75,7 @@ def driver_input(
         "sweep": sweep,
         "wipe": list(wipe),
         "once": once,
+        "own_cgroup": own_cgroup,
     }
     second = {
         "setup": suite.setup,
@@ -128,6 +135,7 @@ class Sandbox(ABC):
     def __init__(self, limits: Limits, workers: int = 1) -> None:
         self.limits = limits
         self.workers = max(1, workers)
+        _OPEN.add(self)
 
     @abstractmethod
     def run(self, candidate: Candidate, suite: TestSuite) -> ExecutionResult:
@@ -159,6 +167,19 @@ class Sandbox(ABC):
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+_OPEN: weakref.WeakSet[Sandbox] = weakref.WeakSet()
+
+
+def close_open_sandboxes() -> None:
+    """Close every sandbox this process still holds (on SIGTERM/SIGINT, before unwinding:
+    queued work then fails fast instead of being run to the end)."""
+    for box in list(_OPEN):
+        try:
+            box.close()
+        except Exception:
+            pass
 
 
 SANDBOXES: Registry[type[Sandbox]] = Registry("codeens.sandboxes", "sandbox backend")

@@ -36,6 +36,7 @@ SANDBOX_USER = "65534:65534"
 WORKDIR = "/work"
 WRITABLE = ("/work", "/tmp", "/dev/shm")
 GRACE_S = 2.0
+POLL_S = 0.25
 LABEL = "codeens.sandbox"
 ENV = {
     "PATH": "/usr/local/bin:/usr/bin:/bin",
@@ -104,7 +105,9 @@ class DockerSandbox(Sandbox):
         self._owner = _owner()
         self._idle: queue.Queue[_Slot] = queue.Queue()
         self._all: dict[str, _Slot] = {}
-        self._lock = threading.Lock()
+        # Re-entrant: close() may run from a signal handler while this thread holds it.
+        self._lock = threading.RLock()
+        self._closed = False
         self._client: Any = None
         self._ready_error: str | None = None
 
@@ -112,6 +115,8 @@ class DockerSandbox(Sandbox):
 
     def _api(self) -> Any:
         with self._lock:
+            if self._closed:
+                raise SandboxUnavailable("the sandbox was closed")
             if self._client is None and self._ready_error is None:
                 self._connect()
             if self._ready_error is not None:
@@ -148,7 +153,12 @@ class DockerSandbox(Sandbox):
         )
         slot = _Slot(container.id)
         with self._lock:
-            self._all[slot.cid] = slot
+            closed = self._closed
+            if not closed:
+                self._all[slot.cid] = slot
+        if closed:  # closed while this container was starting
+            self._client.api.remove_container(slot.cid, force=True)
+            raise SandboxUnavailable("the sandbox was closed")
         return slot
 
     def _acquire(self) -> _Slot:
@@ -160,7 +170,12 @@ class DockerSandbox(Sandbox):
             may_start = len(self._all) < self.workers
         if may_start:
             return self._start_container()
-        return self._idle.get()
+        while True:
+            try:
+                return self._idle.get(timeout=0.5)
+            except queue.Empty:
+                if self._closed:
+                    raise SandboxUnavailable("the sandbox was closed") from None
 
     def _discard(self, slot: _Slot) -> None:
         slot.stop_server()
@@ -173,18 +188,18 @@ class DockerSandbox(Sandbox):
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             slots = list(self._all.values())
             self._all.clear()
-        if self._client is None:
+            client = self._client
+        if client is None:
             return
         for slot in slots:
             slot.stop_server()
             try:
-                self._client.api.remove_container(slot.cid, force=True)
+                client.api.remove_container(slot.cid, force=True)
             except Exception:
                 pass
-        self._client.close()
-        self._client = None
 
     # -------------------------------------------------------------------------- running
 
@@ -200,7 +215,13 @@ class DockerSandbox(Sandbox):
         except DockerException as exc:
             return self.infra_error(candidate, suite, f"cannot start a container: {exc}")
         payload = driver_input(
-            candidate, suite, self.limits, workdir=WORKDIR, sweep=True, wipe=WRITABLE
+            candidate,
+            suite,
+            self.limits,
+            workdir=WORKDIR,
+            sweep=True,
+            wipe=WRITABLE,
+            own_cgroup=True,
         )
         try:
             if slot.server is None:
@@ -249,6 +270,7 @@ class _Server:
     """A long-lived ``docker exec`` of the driver; one request and one report line at a time."""
 
     def __init__(self, stream: Any) -> None:
+        self.closed = False
         self.stream = stream
         self.sock: socket.socket = stream._sock
         self.reader = _FrameReader(self.sock)
@@ -277,18 +299,21 @@ class _Server:
             line = self.reader.take_line()
             if line is not None:
                 return line, False
-            if self.reader.eof:
+            if self.reader.eof or self.closed:
                 return b"", False
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return b"", True
-            self.sock.settimeout(remaining)
+            # Short waits: a close() from another thread (a signal handler closing the
+            # pool) is noticed within POLL_S even where it does not wake a blocked recv.
+            self.sock.settimeout(min(remaining, POLL_S))
             try:
                 self.reader.pump()
             except TimeoutError:
-                return b"", True
+                continue
 
     def close(self) -> None:
+        self.closed = True
         try:
             self.sock.shutdown(socket.SHUT_RDWR)
         except OSError:
