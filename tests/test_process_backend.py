@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+
 import pytest
 
 from codeens.sandbox.backends.base import Candidate
-from codeens.sandbox.backends.process import ProcessSandbox
+from codeens.sandbox.backends.process import (
+    ProcessSandbox,
+    _interpreter_for,
+    _kill_uid,
+    _user_tasks,
+)
 from codeens.sandbox.results import Limits
 from codeens.sandbox.testfile import parse_test_suite
+from conftest import REPO
 
 TESTS = "assert add(2, 3) == 5\nassert add(-1, 1) == 0\n"
 CASES = {
@@ -53,3 +63,72 @@ def test_process_backend_keeps_test_messages(box: ProcessSandbox) -> None:
     )
     assert [t.outcome for t in result.tests] == ["failed", "failed"]
     assert "6 == 5 is false" in result.tests[0].message
+
+
+def test_isolation_names_what_the_mode_contains(box: ProcessSandbox) -> None:
+    result = box.run(Candidate("c.py", CASES["correct"][0]), parse_test_suite(TESTS))
+    assert result.verdict == "passed"
+    if os.geteuid() == 0:
+        assert "uid 199" in result.isolation and "no network" in result.isolation
+    else:
+        assert "runs as the invoking user" in result.isolation
+        assert "the network" in result.isolation
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="starting processes as another uid needs root")
+def test_user_tasks_counts_the_processes_of_a_uid() -> None:
+    # the count RLIMIT_NPROC is set from when codeens does not run as root
+    uid = 1_989_999  # below the slot range: no sandbox run uses it
+    sleepers = [
+        subprocess.Popen(["sleep", "30"], user=uid, group=uid, extra_groups=[]) for _ in range(3)
+    ]
+    try:
+        assert _user_tasks(uid) == 3
+    finally:
+        for proc in sleepers:
+            proc.kill()
+            proc.wait()
+    assert _user_tasks(uid) == 0
+
+
+# Runs ProcessSandbox as an unprivileged user: the checkout's packages are pure standard
+# library, so a system Python can import them once codeens.sandbox maps to sandbox/.
+AS_USER = """
+import json, sys
+sys.path.insert(0, {repo!r})
+import codeens
+codeens.__path__.append({repo!r})
+from codeens.sandbox.backends.base import Candidate
+from codeens.sandbox.backends.process import ProcessSandbox, host_warning
+from codeens.sandbox.results import Limits
+from codeens.sandbox.testfile import parse_test_suite
+box = ProcessSandbox(Limits(timeout=3.0, memory_mb=256), workers=1)
+result = box.run(Candidate("c.py", sys.stdin.read()), parse_test_suite({tests!r}))
+print(json.dumps({{"verdict": result.verdict, "message": result.message,
+                  "isolation": result.isolation, "warning": host_warning()}}))
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="becoming an unprivileged user needs root")
+def test_without_root_a_fork_bomb_meets_the_process_limit() -> None:
+    # bigcode-evaluation-harness evil programs (fork bomb), run by a user that is not root
+    uid = 1_989_997  # below the slot range: no sandbox run uses it
+    python = _interpreter_for(uid)
+    if python is None:
+        pytest.skip("no Python interpreter an unprivileged user can run")
+    bomb = "import os\ndef add(a, b):\n    while True:\n        os.fork()\n"
+    try:
+        done = subprocess.run(
+            [python, "-I", "-c", AS_USER.format(repo=str(REPO), tests=TESTS)],
+            input=bomb, capture_output=True, text=True, user=uid, group=uid,
+            extra_groups=[], cwd="/", env={"PATH": os.defpath}, timeout=60, check=False,
+        )  # fmt: skip
+    finally:
+        _kill_uid(uid)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["verdict"] == "failed", report
+    assert "process limit reached" in report["message"]
+    assert "runs as the invoking user" in report["isolation"]
+    assert "not contained: the user's files, the network, /tmp" in report["isolation"]
+    assert "not running as root" in report["warning"]

@@ -86,6 +86,10 @@ def eval_command(
         spec = _spec(benchmark, click.get_current_context().params)
         run = runner.start(spec, store)
     _prepare(runner.spec_of(run))
+    if runner.spec_of(run).config.sandbox.backend == "process":
+        from codeens.sandbox.backends.process import host_warning
+
+        click.echo(host_warning(), err=True)
     click.echo(f"eval run {run.id} (resume with: codeens eval --resume {run.id})", err=True)
     try:
         with Progress(enabled=None if not quiet else False) as progress:

@@ -111,8 +111,10 @@ def run(
     run_id = uuid.uuid4().hex[:12]
     all_passed = True
     with factory(limits, workers, **kwargs) as box:
-        if backend == "process" and not as_json:
-            _log(f"warning: {box.isolation}")
+        if backend == "process":
+            from codeens.sandbox.backends.process import host_warning
+
+            click.echo(host_warning(), err=True)
         for result in run_all(box, items, suite, entry_point):
             store.write(execution_row(result, run_id))
             all_passed &= result.verdict is Verdict.PASSED

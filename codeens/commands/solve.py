@@ -100,6 +100,7 @@ def solve(
         locate.prepare([m.location for m in models])
     except (ConfigError, ProblemError, UnknownName, AssemblyError) as exc:
         raise InputError(str(exc)) from exc
+    _warn_backend(config.sandbox.backend)
 
     store = Store(db)
     try:
@@ -132,6 +133,14 @@ def solve(
         for line in summary_lines(report):
             click.echo(line, err=True)
     ctx.exit(0 if report.status == "solved" else 1)
+
+
+def _warn_backend(backend: str) -> None:
+    """The process backend always says, in one line, what it cannot contain."""
+    if backend == "process":
+        from codeens.sandbox.backends.process import host_warning
+
+        click.echo(host_warning(), err=True)
 
 
 def summary_lines(report: Any) -> list[str]:
