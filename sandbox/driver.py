@@ -27,10 +27,12 @@ import signal
 import time
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # in the sandbox, driver_child.py's source precedes this file's
+if TYPE_CHECKING:  # in the sandbox, the other driver files' sources precede this file's
     from codeens.sandbox.driver_child import _child
+    from codeens.sandbox.driver_values import _judge
 
 MAX_MESSAGE = 1 << 20
+MAX_REPORT = 16 << 20  # a value report: VALUE_UNITS, escaped as JSON at worst
 KEPT_OUTPUT = 4096
 
 
@@ -232,6 +234,8 @@ class _Run:
         self.sent = -1
         self.finished = False
         self.setup = ""
+        self.part = 0
+        self.test_started = 0.0
 
     def send(self, obj):
         data = json.dumps(obj).encode("utf-8") + b"\n"
@@ -250,12 +254,16 @@ class _Run:
             self.send({"k": "done"})
             return
         self.token = os.urandom(16).hex()
-        message = {
-            "k": "test",
-            "i": self.sent,
-            "tok": self.token,
-            "source": self.tests[self.sent]["source"],
-        }
+        self.part = 0
+        self.test_started = time.monotonic()
+        test = self.tests[self.sent]
+        message = {"k": "test", "i": self.sent, "tok": self.token}
+        if "checks" in test:
+            # Split: the child gets the expressions under test, never the expected side.
+            message["probe"] = test["probe"]
+            message["n"] = len(test["checks"])
+        else:
+            message["source"] = test["source"]
         if self.sent == 0:
             message["setup"] = self.setup
         self.send(message)
@@ -279,24 +287,50 @@ class _Run:
             if self.imported:
                 self.send_next()
             return
-        if self.finished or kind != "test" or msg.get("i") != self.sent:
+        if self.finished or kind not in ("test", "value") or msg.get("i") != self.sent:
             self.violation = "unexpected test report (not the test that was running)"
             return
         if msg.get("tok") != self.token:
             self.violation = "test report with a wrong token (forged report)"
             return
+        split = "checks" in self.tests[self.sent]
+        if kind == "value":
+            self.on_value(msg, split)
+            return
         outcome = msg.get("outcome")
         if outcome not in ("passed", "failed", "error"):
             self.violation = "test report with an unknown outcome"
             return
+        if split and outcome == "passed":
+            # Only the driver passes a split test; the child can only fail one.
+            self.violation = "a pass claimed by the candidate process for a test it cannot decide"
+            return
         self.memory = self.memory or bool(msg.get("memory"))
         self.nproc = self.nproc or bool(msg.get("nproc"))
+        self.record(outcome, str(msg.get("msg", "")), float(msg.get("t", 0.0)))
+
+    def on_value(self, msg, split):
+        """One value of a split test, judged against the expected side held here."""
+        checks = self.tests[self.sent].get("checks", [])
+        if not split or msg.get("j") != self.part or self.part >= len(checks):
+            self.violation = "unexpected value report (not the assert that was running)"
+            return
+        outcome, text = _judge(checks[self.part], msg)
+        self.part += 1
+        if outcome == "passed" and self.part < len(checks):
+            self.send({"k": "go"})
+            return
+        self.record(outcome, text, time.monotonic() - self.test_started)
+
+    def record(self, outcome, message, duration):
+        test = self.tests[self.sent]
         self.results.append(
             {
-                "name": self.tests[self.sent]["name"],
+                "name": test["name"],
                 "outcome": outcome,
-                "message": str(msg.get("msg", ""))[:2000],
-                "duration": float(msg.get("t", 0.0)),
+                "message": message[:2000],
+                "duration": duration,
+                "isolation": "split" if "checks" in test else "in-process",
             }
         )
         self.send_next()
@@ -419,7 +453,7 @@ def _drive(req, zygote):
                 while b"\n" in run.res_buffer and not run.violation:
                     line, _, run.res_buffer = run.res_buffer.partition(b"\n")
                     run.on_message(line)
-                if len(run.res_buffer) > MAX_MESSAGE:
+                if len(run.res_buffer) > MAX_REPORT:
                     run.violation = "oversized report from the candidate process"
         if run.killed_for or run.violation or run.finished:
             break

@@ -31,12 +31,15 @@ class Limits:
 
 @dataclass(frozen=True)
 class TestOutcome:
-    """The outcome of one named test case."""
+    """The outcome of one named test case. ``isolation``: "split" when the driver compared
+    the values (the expected side never entered the candidate's process), "in-process" when
+    the test ran beside the candidate (rows recorded before the split read as in-process)."""
 
     name: str
     outcome: str  # passed | failed | error
     message: str = ""
     duration: float = 0.0
+    isolation: str = "in-process"
 
 
 @dataclass

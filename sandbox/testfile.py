@@ -12,18 +12,26 @@ All other top-level statements (imports, helpers, constants) form the setup, whi
 in the candidate's namespace before the first case. Every comparison and every assert's
 truth test is routed through trusted helpers installed by the driver, so a candidate-defined
 ``__eq__`` or ``__bool__`` cannot make an assertion pass.
+
+A case whose asserts all compare with literals is also *split* (see split.py): the driver
+holds its expected values and the candidate's process only evaluates what is under test;
+such a case's code (a test function, ``check``) is then left out of the setup.
 """
 
 from __future__ import annotations
 
 import ast
+import copy
+import dataclasses
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from codeens.sandbox.errors import SandboxInputError
+from codeens.sandbox.split import Check, Scope, file_scope, split_body
 
 CMP_HELPER = "__codeens_cmp__"
+ENTRY = "__codeens_entry__"
 TRUTH_HELPER = "__codeens_truth__"
 _OPS: dict[type[ast.cmpop], str] = {
     ast.Eq: "==",
@@ -41,20 +49,50 @@ _OPS: dict[type[ast.cmpop], str] = {
 
 @dataclass(frozen=True)
 class TestCase:
-    """One named test: source executed in the candidate's namespace after the setup."""
+    """One named test: source executed in the candidate's namespace after the setup, or,
+    when ``checks`` is set, a probe the candidate's process runs for values that the
+    driver compares."""
 
     name: str
     source: str
+    probe: str = ""
+    checks: tuple[Check, ...] = ()
+
+    @property
+    def isolation(self) -> str:
+        return "split" if self.checks else "in-process"
+
+    def bound(self, entry_point: str) -> TestCase:
+        return TestCase(
+            self.name,
+            self.source.replace(ENTRY, entry_point),
+            self.probe.replace(ENTRY, entry_point),
+            self.checks,
+        )
 
 
 @dataclass(frozen=True)
 class TestSuite:
-    """A parsed test file: shared setup plus cases, and a hash identifying them."""
+    """A parsed test file: shared setup plus cases, and a hash identifying them.
+
+    ``split_setup``: the setup to run when the split cases are split, without the code of
+    the tests it no longer needs (None: the same as ``setup``)."""
 
     setup: str
     cases: tuple[TestCase, ...]
     tests_hash: str
     entry_point_required: bool = False
+    split_setup: str | None = None
+
+    def in_process(self) -> TestSuite:
+        """The same tests, every one run in-process (the path before split comparisons)."""
+        cases = tuple(TestCase(c.name, c.source) for c in self.cases)
+        return dataclasses.replace(self, cases=cases, split_setup=None)
+
+    @property
+    def child_setup(self) -> str:
+        """The setup the candidate's process runs."""
+        return self.setup if self.split_setup is None else self.split_setup
 
     def for_entry_point(self, entry_point: str | None) -> TestSuite:
         """Bind ``check(candidate)`` cases to the candidate's function name."""
@@ -64,10 +102,8 @@ class TestSuite:
             raise SandboxInputError(
                 "the tests call check(candidate): give the function name with --entry-point"
             )
-        cases = tuple(
-            TestCase(c.name, c.source.replace("__codeens_entry__", entry_point)) for c in self.cases
-        )
-        return TestSuite(self.setup, cases, self.tests_hash, entry_point_required=False)
+        cases = tuple(c.bound(entry_point) for c in self.cases)
+        return dataclasses.replace(self, cases=cases, entry_point_required=False)
 
 
 class _TrustedComparisons(ast.NodeTransformer):
@@ -88,7 +124,8 @@ class _TrustedComparisons(ast.NodeTransformer):
 
 
 def _harden(nodes: list[ast.stmt]) -> str:
-    module = ast.Module(body=nodes, type_ignores=[])
+    # A copy: the same statements may also be split (split.py reads the originals).
+    module = ast.Module(body=copy.deepcopy(nodes), type_ignores=[])
     module = _TrustedComparisons().visit(module)
     ast.fix_missing_locations(module)
     return ast.unparse(module)
@@ -116,7 +153,7 @@ def _is_main_guard(stmt: ast.stmt) -> bool:
     return isinstance(stmt, ast.If) and "__name__" in ast.unparse(stmt.test)
 
 
-def _check_cases(check: ast.FunctionDef) -> list[TestCase]:
+def _check_cases(check: ast.FunctionDef, scope: Scope | None) -> list[TestCase]:
     param = check.args.args[0].arg if check.args.args else "candidate"
     body = [s for s in check.body if not _is_docstring(s)]
     first_assert = next((i for i, s in enumerate(body) if isinstance(s, ast.Assert)), None)
@@ -143,14 +180,32 @@ def _check_cases(check: ast.FunctionDef) -> list[TestCase]:
             returns=None,
         )
         call = ast.Expr(
-            ast.Call(
-                ast.Name("__codeens_case__", ast.Load()),
-                [ast.Name("__codeens_entry__", ast.Load())],
-                [],
-            )
+            ast.Call(ast.Name("__codeens_case__", ast.Load()), [ast.Name(ENTRY, ast.Load())], [])
         )
-        cases.append(TestCase(f"check: {_short(stmt)}", _harden([fn, call])))
+        case = TestCase(f"check: {_short(stmt)}", _harden([fn, call]))
+        cases.append(_split(case, [*prelude, stmt], scope, param, ENTRY))
     return cases
+
+
+def _split(
+    case: TestCase,
+    body: list[ast.stmt],
+    scope: Scope | None,
+    param: str | None = None,
+    arg: str | None = None,
+) -> TestCase:
+    """``case`` with a probe and the driver's checks when its body can be split."""
+    found = split_body(body, scope, param, arg) if scope is not None else None
+    if found is None:
+        return case
+    return TestCase(case.name, case.source, found.probe, found.checks)
+
+
+def _test_function_case(stmt: ast.FunctionDef, scope: Scope | None) -> TestCase:
+    case = TestCase(stmt.name, f"{stmt.name}()")
+    if stmt.decorator_list:
+        return case
+    return _split(case, [s for s in stmt.body if not _is_docstring(s)], scope)
 
 
 def parse_test_suite(source: str, label: str = "<tests>") -> TestSuite:
@@ -168,22 +223,34 @@ def _parse_test_suite(source: str, label: str) -> TestSuite:
         raise SandboxInputError(
             f"{label}: not valid Python ({exc.msg}, line {exc.lineno})"
         ) from exc
+    scope = file_scope(tree)
     setup: list[ast.stmt] = []
+    split_only: list[ast.stmt] = []  # setup the split cases no longer need
     cases: list[TestCase] = []
     needs_entry = False
     for stmt in tree.body:
         if isinstance(stmt, ast.Assert):
-            cases.append(TestCase(_short(stmt), _harden([stmt])))
+            cases.append(_split(TestCase(_short(stmt), _harden([stmt])), [stmt], scope))
         elif _is_check_call(stmt) or _is_main_guard(stmt):
             continue
         elif isinstance(stmt, ast.FunctionDef) and stmt.name.startswith("test"):
+            own = None if _used_elsewhere(tree, stmt) else scope
+            case = _test_function_case(stmt, own) if not stmt.args.args else None
+            if case is not None:
+                cases.append(case)
             setup.append(stmt)
-            if not stmt.args.args:
-                cases.append(TestCase(stmt.name, f"{stmt.name}()"))
+            if case is not None and case.checks:
+                split_only.append(stmt)
         elif isinstance(stmt, ast.FunctionDef) and stmt.name == "check":
-            setup.append(stmt)
-            cases.extend(_check_cases(stmt))
+            own = None if _used_elsewhere(tree, stmt) else scope
+            found = _check_cases(stmt, own)
+            cases.extend(found)
             needs_entry = True
+            setup.append(stmt)
+            # Split per assert, each case carries its own copy of the body: the function
+            # itself (with every expected value) stays out of the candidate's process.
+            if own is not None and not found[0].source.startswith("check("):
+                split_only.append(stmt)
         else:
             setup.append(stmt)
     if not cases:
@@ -191,7 +258,22 @@ def _parse_test_suite(source: str, label: str) -> TestSuite:
             f"{label}: no tests found (expected test_* functions, check(candidate) or asserts)"
         )
     digest = hashlib.sha256(source.encode("utf-8")).hexdigest()
-    return TestSuite(_harden(setup), tuple(cases), digest, entry_point_required=needs_entry)
+    split_setup = _harden([s for s in setup if s not in split_only]) if split_only else None
+    return TestSuite(_harden(setup), tuple(cases), digest, needs_entry, split_setup)
+
+
+def _used_elsewhere(tree: ast.Module, definition: ast.FunctionDef) -> bool:
+    """Whether anything but the skipped ``check(...)`` calls names ``definition``."""
+    for stmt in tree.body:
+        if stmt is definition or _is_check_call(stmt) or _is_main_guard(stmt):
+            continue
+        for node in ast.walk(stmt):
+            if isinstance(node, ast.Name | ast.FunctionDef | ast.ClassDef) and (
+                getattr(node, "id", None) == definition.name
+                or getattr(node, "name", None) == definition.name
+            ):
+                return True
+    return False
 
 
 def read_python_source(path: Path, what: str) -> str:

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 from codeens.registry import Registry
 from codeens.sandbox.results import ExecutionResult, Limits, TestOutcome, Verdict
-from codeens.sandbox.testfile import TestSuite
+from codeens.sandbox.testfile import TestCase, TestSuite
 
 CANDIDATE_FILENAME = "<candidate>"
 
@@ -33,14 +33,14 @@ class Candidate:
 
 @cache
 def driver_source() -> str:
-    """The trusted driver's source, executed with ``python3 -I -c``: the child side first,
-    then the driver (one program; two files only to keep each readable)."""
+    """The trusted driver's source, executed with ``python3 -I -c``: the value format, the
+    child side, then the driver (one program; three files only to keep each readable)."""
     folder = Path(__file__).resolve().parent.parent
     parts = [(folder / name).read_text(encoding="utf-8") for name in DRIVER_FILES]
     return "\n\n".join(parts)
 
 
-DRIVER_FILES = ("driver_child.py", "driver.py")
+DRIVER_FILES = ("driver_values.py", "driver_child.py", "driver.py")
 
 
 def _frame(obj: dict[str, Any]) -> bytes:
@@ -77,11 +77,20 @@ def driver_input(
         "once": once,
         "own_cgroup": own_cgroup,
     }
-    second = {
-        "setup": suite.setup,
-        "tests": [{"name": c.name, "source": c.source} for c in suite.cases],
-    }
+    second = {"setup": suite.child_setup, "tests": [_wire_case(c) for c in suite.cases]}
     return _frame(first) + _frame(second)
+
+
+def _wire_case(case: TestCase) -> dict[str, Any]:
+    """A case for the driver: its source, or for a split case the child's probe and the
+    checks only the driver holds."""
+    if not case.checks:
+        return {"name": case.name, "source": case.source}
+    return {
+        "name": case.name,
+        "probe": case.probe,
+        "checks": [check.to_wire() for check in case.checks],
+    }
 
 
 def parse_report(
