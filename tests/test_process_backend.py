@@ -40,6 +40,11 @@ CASES = {
         "failed",
     ),
     "printed PASSED": ("print('PASSED')\ndef add(a, b):\n    return 0\n", "failed"),
+    # issue 19: reported "memory" before; it is an error that names the signal
+    "SIGKILL to itself": (
+        "import os, signal\ndef add(a, b):\n    os.kill(os.getpid(), signal.SIGKILL)\n",
+        "error",
+    ),
 }
 
 
@@ -53,6 +58,8 @@ def test_process_verdicts(name: str, box: ProcessSandbox) -> None:
     source, verdict = CASES[name]
     result = box.run(Candidate(f"{name}.py", source), parse_test_suite(TESTS))
     assert result.verdict == verdict, (result.message, result.tests)
+    if name == "SIGKILL to itself":
+        assert "killed by SIGKILL (not at the memory limit)" in result.message
     assert "weaker isolation" in result.isolation
     assert result.backend == "process"
 
