@@ -209,6 +209,7 @@ def _eval_names(value: Any) -> dict[str, Any]:
         "int": int,
         "str": str,
         "bytes": bytes,
+        "bytearray": bytearray,
         "set": set,
         "frozenset": frozenset,
         "tuple": tuple,

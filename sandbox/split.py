@@ -27,7 +27,9 @@ CASE = "__codeens_case__"
 _AROUND = {"abs": 1, "round": 2}
 _MATH_AROUND = {"isclose": 2, "fabs": 1}
 _MATH_CONSTANTS = {"pi", "e", "tau", "inf", "nan"}
-_LITERAL_CALLS = {"float", "complex", "int", "str", "bytes", "set", "frozenset", "tuple", "list"}
+_LITERAL_CALLS = {
+    "float", "complex", "int", "str", "bytes", "bytearray", "set", "frozenset", "tuple", "list",
+}  # fmt: skip
 _TRUSTED_NAMES = set(_AROUND) | _LITERAL_CALLS
 _ARITHMETIC: dict[type[ast.operator], Callable[[Any, Any], object]] = {
     ast.Add: operator.add,
@@ -197,7 +199,7 @@ def _fold(node: ast.expr, scope: Scope) -> object:
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
         if not scope.trusted(node.func.id) or node.func.id not in _LITERAL_CALLS:
             raise ValueError("call")
-        if node.keywords or len(node.args) > 1:
+        if node.keywords or len(node.args) > 2:
             raise ValueError("call arguments")
         return [_fold(a, scope) for a in node.args]
     if (
