@@ -18,6 +18,11 @@ memory; each test is sent with a fresh random token, and a result is only accept
 test currently outstanding with its token; the number of results must equal the number of
 tests; a missing or malformed result is a failure. The driver is marked non-dumpable so the
 child (same uid) cannot read its memory or file descriptors through /proc.
+
+Split tests (see split.py) go further: the child receives only a probe that yields the
+value of each expression under test; the expected side stays here and is compared by
+driver_values._judge on the decoded plain value. Only the driver can pass such a test: the
+child may report a failure or an error for it, never a pass.
 """
 
 import json
