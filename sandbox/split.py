@@ -12,6 +12,8 @@ branch, or helper defined by the test file); every other test runs in-process as
 from __future__ import annotations
 
 import ast
+import copy
+import dataclasses
 import math
 import operator
 from collections.abc import Callable
@@ -85,6 +87,7 @@ class Check:
     hole: str
     text: str = ""
     message: str = ""
+    uses: frozenset[str] = frozenset()  # the test file's constants written into operands
 
     def to_wire(self) -> dict[str, object]:
         return {
@@ -105,6 +108,11 @@ class Scope:
     math_functions: tuple[tuple[str, str], ...] = ()
     helpers: frozenset[str] = frozenset()
     rebound: frozenset[str] = frozenset()
+    # NAME = literal at the top level, bound nowhere else: the driver can evaluate it
+    constants: tuple[tuple[str, ast.expr], ...] = ()
+
+    def constant(self, name: str) -> ast.expr | None:
+        return dict(self.constants).get(name)
 
     def math_function(self, node: ast.expr) -> str | None:
         """``isclose``/``fabs`` when ``node`` names the real math function."""
@@ -144,12 +152,29 @@ def file_scope(tree: ast.Module) -> Scope:
         elif isinstance(stmt, ast.Assign) and isinstance(stmt.value, ast.Lambda):
             helpers.update(t.id for t in stmt.targets if isinstance(t, ast.Name))
     once = {name for name, n in counts.items() if n == 1}
-    return Scope(
+    scope = Scope(
         math_names=frozenset(math_names & once),
         math_functions=tuple(sorted((k, v) for k, v in math_functions.items() if k in once)),
         helpers=frozenset(helpers),
         rebound=frozenset(counts),
     )
+    constants = []
+    for stmt in tree.body:
+        constant = constant_name(stmt)
+        if constant in once and isinstance(stmt, ast.Assign) and is_literal(stmt.value, scope):
+            constants.append((constant, stmt.value))
+    return dataclasses.replace(scope, constants=tuple(constants))
+
+
+def constant_name(stmt: ast.stmt) -> str | None:
+    """``NAME`` for a top-level ``NAME = value``."""
+    if (
+        isinstance(stmt, ast.Assign)
+        and len(stmt.targets) == 1
+        and isinstance(stmt.targets[0], ast.Name)
+    ):
+        return stmt.targets[0].id
+    return None
 
 
 def _bound_names(node: ast.AST) -> list[str]:
@@ -180,6 +205,8 @@ def is_literal(node: ast.expr, scope: Scope) -> bool:
 def _fold(node: ast.expr, scope: Scope) -> object:
     if isinstance(node, ast.Constant):
         return node.value
+    if isinstance(node, ast.Name) and scope.constant(node.id) is not None:
+        return _fold(scope.constant(node.id), scope)  # type: ignore[arg-type]
     if isinstance(node, ast.Tuple | ast.List | ast.Set):
         if any(isinstance(e, ast.Starred) for e in node.elts):
             raise ValueError("starred")
@@ -295,7 +322,8 @@ def _split_assert(stmt: ast.Assert, scope: Scope) -> tuple[Check, ast.expr] | No
         return None
     operands = tuple(ast.unparse(p) for p in parts if p is not None)
     message = stmt.msg.value if isinstance(stmt.msg, ast.Constant) else ""
-    return Check(ops, operands, _short(hole), _short(test), str(message)), hole
+    uses = frozenset(shape.constants)
+    return Check(ops, operands, _short(hole), _short(test), str(message), uses), hole
 
 
 def _short(node: ast.AST, limit: int = 200) -> str:
@@ -328,6 +356,7 @@ class _Shape:
         self.scope = scope
         self.holes: list[ast.expr] = []
         self.refused = False
+        self.constants: set[str] = set()
 
     def walk(self, node: ast.expr) -> ast.expr | None:
         if is_literal(node, self.scope):
@@ -391,16 +420,27 @@ class _Shape:
         return ast.Call(func, parts, keywords)
 
     def _rename_math(self, node: ast.expr) -> ast.expr:
-        """Literals name math constants through the driver's own module."""
-        return _MathRename(self.scope.math_names).visit(node)  # type: ignore[no-any-return]
+        """A literal for the driver: math constants through its own module, the test file's
+        constants written out."""
+        renamer = _Literal(self.scope)
+        renamed = renamer.visit(copy.deepcopy(node))
+        self.constants |= renamer.used
+        return renamed  # type: ignore[no-any-return]
 
 
-class _MathRename(ast.NodeTransformer):
-    def __init__(self, names: frozenset[str]) -> None:
-        self.names = names
+class _Literal(ast.NodeTransformer):
+    def __init__(self, scope: Scope) -> None:
+        self.scope = scope
+        self.used: set[str] = set()
 
     def visit_Name(self, node: ast.Name) -> ast.AST:
-        return ast.Name(MATH, ast.Load()) if node.id in self.names else node
+        if node.id in self.scope.math_names:
+            return ast.Name(MATH, ast.Load())
+        value = self.scope.constant(node.id)
+        if value is None:
+            return node
+        self.used.add(node.id)
+        return self.visit(copy.deepcopy(value))  # type: ignore[no-any-return]
 
 
 def child_safe(node: ast.AST, scope: Scope) -> bool:

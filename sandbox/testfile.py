@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from codeens.sandbox.errors import SandboxInputError
-from codeens.sandbox.split import Check, Scope, file_scope, split_body
+from codeens.sandbox.split import Check, Scope, constant_name, file_scope, split_body
 
 CMP_HELPER = "__codeens_cmp__"
 ENTRY = "__codeens_entry__"
@@ -258,8 +258,34 @@ def _parse_test_suite(source: str, label: str) -> TestSuite:
             f"{label}: no tests found (expected test_* functions, check(candidate) or asserts)"
         )
     digest = hashlib.sha256(source.encode("utf-8")).hexdigest()
+    split_only.extend(_settle_constants(setup, split_only, cases, scope))
     split_setup = _harden([s for s in setup if s not in split_only]) if split_only else None
     return TestSuite(_harden(setup), tuple(cases), digest, needs_entry, split_setup)
+
+
+def _settle_constants(
+    setup: list[ast.stmt], split_only: list[ast.stmt], cases: list[TestCase], scope: Scope
+) -> list[ast.stmt]:
+    """The constant assignments the candidate's process does not need, once every split
+    case that shares a constant with code running there is put back in-process (in place,
+    in ``cases``): a constant some check uses is kept from the child when all its readers
+    are split; constants no check uses stay in the setup."""
+    assignments = {constant_name(s): s for s in setup if constant_name(s) in dict(scope.constants)}
+    while True:
+        child = [s for s in setup if s not in split_only and s not in assignments.values()]
+        texts = [c.probe if c.checks else c.source for c in cases]
+        needed = _names_in(child, texts) & set(assignments)
+        back = [i for i, c in enumerate(cases) if any(k.uses & needed for k in c.checks)]
+        if not back:
+            hidden = {name for c in cases for k in c.checks for name in k.uses}
+            return [s for name, s in assignments.items() if name in hidden - needed]
+        for i in back:
+            cases[i] = TestCase(cases[i].name, cases[i].source)
+
+
+def _names_in(statements: list[ast.stmt], sources: list[str]) -> set[str]:
+    trees: list[ast.AST] = [*statements, *(ast.parse(text) for text in sources)]
+    return {n.id for tree in trees for n in ast.walk(tree) if isinstance(n, ast.Name)}
 
 
 def _used_elsewhere(tree: ast.Module, definition: ast.FunctionDef) -> bool:

@@ -30,6 +30,10 @@ SHAPES: dict[str, tuple[str, str | None]] = {
     "abs tolerance": ("assert abs(f(0.5) - 4.5) < 1e-9\n", None),
     "in": ("assert f(3) in (22, 122)\n", None),
     "chained <": ("assert 21 < f(3) < 23\n", None),
+    "constants of the test file": (
+        "WANT = 22\ndef test_f():\n    assert f(3) == WANT\n    assert f(4) == WANT + 7\n",
+        None,
+    ),
 }
 
 _PICK = '''

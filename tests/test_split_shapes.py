@@ -37,10 +37,12 @@ SPLIT = [
     "assert f(1) == math.pi",
     "assert repr(f(1)) == '[1, 2]'",
     "assert True",
+    "assert f(1) == EXPECTED",
+    "assert f(1) in (EXPECTED, -EXPECTED)",
 ]
 
 IN_PROCESS = [
-    ("assert f(1) == EXPECTED", "expected side is a name"),
+    ("assert f(1) == unknown", "expected side is a name the driver cannot evaluate"),
     ("assert f(1) == g(1)", "two expressions under test"),
     ("assert f(1) == 1 or f(1) == 2", "a boolean of comparisons"),
     ("assert all(f(x) == x for x in [1, 2])", "comparison inside the expression"),
@@ -116,3 +118,28 @@ def test_in_process_drops_every_split() -> None:
     assert {c.isolation for c in plain.cases} == {"in-process"}
     assert plain.child_setup == suite.setup
     assert [c.source for c in plain.cases] == [c.source for c in suite.cases]
+
+
+def test_constants_of_the_test_file_stay_with_the_driver() -> None:
+    source = "WANT = [987654, (1, 2)]\nLIMIT = 1e-6\nassert f(1) == WANT\n"
+    suite = parse_test_suite(source)
+    assert suite.cases[0].isolation == "split"
+    assert "987654" not in suite.child_setup + suite.cases[0].probe
+    assert "LIMIT" in suite.child_setup  # unused by any split check: left as it was
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "N = 5\nassert f(N) == N\n",  # the expression under test reads it
+        "N = 5\nassert f(1) == N\nassert f(2) == N or f(2) == 0\n",  # an in-process test does
+        "N = 5\nassert f(1) == N\ndef test_g():\n    for x in [N]:\n        assert g(x)\n",
+    ],
+    ids=["input", "in-process test", "test function"],
+)
+def test_a_constant_the_candidates_process_needs_keeps_its_readers_in_process(
+    source: str,
+) -> None:
+    suite = parse_test_suite(source)
+    assert all(c.isolation == "in-process" for c in suite.cases if "N" in c.source)
+    assert "N = 5" in suite.child_setup
