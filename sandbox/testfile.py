@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from codeens.sandbox.errors import SandboxInputError
-from codeens.sandbox.split import Check, Scope, constant_name, file_scope, split_body
+from codeens.sandbox.split import Check, split_body
+from codeens.sandbox.split_scope import Scope, constant_name, file_scope
 
 CMP_HELPER = "__codeens_cmp__"
 ENTRY = "__codeens_entry__"
