@@ -8,6 +8,9 @@ passes on the in-process path, which shows that they are real.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 from split_attacks import ATTACKS, HONEST, SHAPES, WRONG, attack
 
@@ -16,6 +19,8 @@ from codeens.sandbox.backends.base import Candidate
 from codeens.sandbox.backends.docker import DockerSandbox
 from codeens.sandbox.results import ExecutionResult
 from codeens.sandbox.testfile import parse_test_suite
+from codeens.storage import Store
+from conftest import run_cli
 
 pytestmark = pytest.mark.docker
 
@@ -113,3 +118,19 @@ def test_a_pass_claimed_by_the_candidate_process_is_refused(docker_box: DockerSa
     result = _run(docker_box, forger, _suite("mbpp assert"))
     assert result.verdict == "failed"
     assert result.tests_passed == 0
+
+
+def test_isolation_is_reported_and_recorded(
+    tmp_path: Path, isolated_db: Path, sandbox_image: str
+) -> None:
+    """`codeens sandbox run --json` shows each test's isolation, and the log keeps it."""
+    tests = tmp_path / "tests.py"
+    tests.write_text("assert f(3) == 22\nassert f(3) == 22 or f(3) == 0\n")
+    candidate = tmp_path / "f.py"
+    candidate.write_text(HONEST)
+    done = run_cli("sandbox", "run", str(candidate), "--tests", str(tests), "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    shown = [t["isolation"] for t in json.loads(done.stdout)["tests"]]
+    assert shown == ["split", "in-process"]
+    (row,) = Store(isolated_db).executions(limit=None)
+    assert [t["isolation"] for t in json.loads(row.tests_json)] == ["split", "in-process"]
