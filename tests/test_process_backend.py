@@ -9,12 +9,8 @@ import subprocess
 import pytest
 
 from codeens.sandbox.backends.base import Candidate
-from codeens.sandbox.backends.process import (
-    ProcessSandbox,
-    _interpreter_for,
-    _kill_uid,
-    _user_tasks,
-)
+from codeens.sandbox.backends.confine import interpreter_for, kill_uid, user_tasks
+from codeens.sandbox.backends.process import ProcessSandbox
 from codeens.sandbox.results import Limits
 from codeens.sandbox.testfile import parse_test_suite
 from conftest import REPO
@@ -83,19 +79,19 @@ def test_isolation_names_what_the_mode_contains(box: ProcessSandbox) -> None:
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="starting processes as another uid needs root")
-def test_user_tasks_counts_the_processes_of_a_uid() -> None:
+def testuser_tasks_counts_the_processes_of_a_uid() -> None:
     # the count RLIMIT_NPROC is set from when codeens does not run as root
     uid = 1_989_999  # below the slot range: no sandbox run uses it
     sleepers = [
         subprocess.Popen(["sleep", "30"], user=uid, group=uid, extra_groups=[]) for _ in range(3)
     ]
     try:
-        assert _user_tasks(uid) == 3
+        assert user_tasks(uid) == 3
     finally:
         for proc in sleepers:
             proc.kill()
             proc.wait()
-    assert _user_tasks(uid) == 0
+    assert user_tasks(uid) == 0
 
 
 # Runs ProcessSandbox as an unprivileged user: the checkout's packages are pure standard
@@ -120,7 +116,7 @@ print(json.dumps({{"verdict": result.verdict, "message": result.message,
 def test_without_root_a_fork_bomb_meets_the_process_limit() -> None:
     # bigcode-evaluation-harness evil programs (fork bomb), run by a user that is not root
     uid = 1_989_997  # below the slot range: no sandbox run uses it
-    python = _interpreter_for(uid)
+    python = interpreter_for(uid)
     if python is None:
         pytest.skip("no Python interpreter an unprivileged user can run")
     bomb = "import os\ndef add(a, b):\n    while True:\n        os.fork()\n"
@@ -131,7 +127,7 @@ def test_without_root_a_fork_bomb_meets_the_process_limit() -> None:
             extra_groups=[], cwd="/", env={"PATH": os.defpath}, timeout=60, check=False,
         )  # fmt: skip
     finally:
-        _kill_uid(uid)
+        kill_uid(uid)
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["verdict"] == "failed", report

@@ -26,12 +26,8 @@ from pathlib import Path
 import pytest
 
 from codeens.sandbox.backends.base import Candidate, Sandbox
-from codeens.sandbox.backends.process import (
-    PRIVATE_DIRS,
-    ProcessSandbox,
-    _kill_uid,
-    host_warning,
-)
+from codeens.sandbox.backends.confine import kill_uid
+from codeens.sandbox.backends.process import PRIVATE_DIRS, ProcessSandbox, host_warning
 from codeens.sandbox.results import ExecutionResult, Limits
 from codeens.sandbox.testfile import parse_test_suite
 from conftest import run_cli
@@ -301,7 +297,7 @@ def test_the_uid_sweep_kills_processes_in_their_own_sessions() -> None:
     ]
     try:
         assert len(_live_pids(lambda status, _cmd: _real_uid(status) == uid)) == 3
-        _kill_uid(uid)
+        kill_uid(uid)
         assert [proc.wait(timeout=5) for proc in sleepers] == [-9, -9, -9]
     finally:
         for proc in sleepers:

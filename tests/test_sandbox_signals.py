@@ -47,9 +47,9 @@ def test_signal_removes_the_containers(
         path = tmp_path / f"slow{i}.py"
         path.write_text("import time\ndef add(a, b):\n    time.sleep(60)\n    return a + b\n")
         candidates.append(str(path))
+    options = ["--tests", str(tests), "--workers", "2", "--timeout", "30"]
     proc = subprocess.Popen(
-        [str(CODEENS), "sandbox", "run", *candidates, "--tests", str(tests)]
-        + ["--workers", "2", "--timeout", "30", "--db", str(tmp_path / "log.db")],
+        [str(CODEENS), "sandbox", "run", *candidates, *options, "--db", str(tmp_path / "log.db")],
         cwd=tmp_path,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
