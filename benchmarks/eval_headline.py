@@ -106,7 +106,24 @@ def num(value: float | None, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def table(summary: dict[str, Any]) -> list[str]:
+def cascade_thresholds(db: Path, run_id: str) -> str:
+    """The thresholds the cascade children of an eval run used, as recorded in their traces
+    (the default changed between the two slices)."""
+    from codeens.storage import Store
+
+    store = Store(db)
+    seen: set[str] = set()
+    for child in store.children(run_id):
+        if child.strategy != "cascade":
+            continue
+        for decision in store.decisions(child.id):
+            trace = json.loads(decision.trace_json or "{}")
+            if "thresholds" in trace:
+                seen.add(str(trace["thresholds"]))
+    return ", ".join(sorted(seen)) or "-"
+
+
+def table(summary: dict[str, Any], db: Path) -> list[str]:
     lines = [
         f"**{summary['benchmark']} {summary['split']}**, {DESCRIBED[summary['benchmark']]}: "
         f"{summary['problems_done']} problems, {summary['samples']} samples per model; "
@@ -145,6 +162,8 @@ def table(summary: dict[str, Any]) -> list[str]:
         f"Best strategy {best[0]} {pct(best[1]['pass@1'])} % against the best single member "
         f"{best_model[0]} {pct(best_model[1]['pass@1'])} % per sample: {gap:+.1f} points; "
         f"selection efficiency {pct(best[1]['selection_efficiency'])} %.",
+        "",
+        f"Cascade thresholds per stage, as recorded: {cascade_thresholds(db, summary['run_id'])}.",
         "",
         f"Command: `{summary['command']}` (run `{summary['run_id']}`)",
         "",
@@ -188,7 +207,7 @@ def main() -> None:
         ),
     ]
     for summary in summaries:
-        body += table(summary)
+        body += table(summary, args.db)
     text = "\n".join(body)
     (RESULTS / "eval_headline.md").write_text(text + "\n", encoding="utf-8")
     (RESULTS / "eval_headline.json").write_text(json.dumps(summaries, indent=1), "utf-8")
