@@ -128,6 +128,7 @@ def test_hostile_program(
 ) -> None:
     monkeypatch.setenv(SECRET_ENV, SECRET_VALUE)
     containers_before = _sandbox_containers()
+    assert containers_before, "the warm container is found by its owner label"
     host_tmp_before = _host_tmp()
     diff_before = _container_diff(docker_box)
     candidate = case.candidate.replace("HOSTPORT", host_server).replace("HOSTFILE", str(host_file))
@@ -150,9 +151,11 @@ def test_hostile_program(
 
 
 def _sandbox_containers() -> set[str]:
+    """This process's sandbox containers (other sessions' pools come and go meanwhile)."""
+    owner = f"{LABEL}.owner={socket.gethostname()}:{os.getpid()}"
     client = docker.from_env()
     try:
-        return {c.id for c in client.containers.list(all=True, filters={"label": LABEL})}
+        return {c["Id"] for c in client.api.containers(all=True, filters={"label": owner})}
     finally:
         client.close()
 
