@@ -23,7 +23,7 @@ SLOT_BASE = 1_990_000  # first uid handed to candidates when running as root
 SLOT_RANGE = 4096  # uids tried when claiming slots (other codeens processes hold some)
 LOCK_DIR = "/run/codeens-sandbox"  # root-only lock files: which slot uids are taken
 NPROC = 64  # processes (threads included) a slot uid may have
-TMPFS_OPTIONS = b"size=64m,mode=1777"
+TMPFS_OPTIONS = b"size=64m,nr_inodes=16384,mode=1777"  # bounded like docker's work areas
 INSIDE_WORKDIR = "/tmp/work"
 
 CLONE_NEWNS = 0x00020000
