@@ -34,7 +34,9 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # in the sandbox, the other driver files' sources precede this file's
     from codeens.sandbox.driver_child import _child
+    from codeens.sandbox.driver_cleanup import _empty_dir, _sweep
     from codeens.sandbox.driver_values import _judge
+    from codeens.sandbox.driver_verdict import _cgroup_counters, _verdict
 
 MAX_MESSAGE = 1 << 20
 MAX_REPORT = 16 << 20  # a value report: VALUE_UNITS, escaped as JSON at worst
@@ -72,144 +74,6 @@ def _undumpable():
         ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE = 4
     except Exception:
         pass
-
-
-def _sweep(spare, dirs):
-    """Kill every other process we may signal, then empty the writable areas.
-
-    Only inside the sandbox, where our uid runs nothing but candidates. Everything is
-    stopped first so that a fork bomb cannot outrun the enumeration.
-    """
-    try:
-        os.kill(-1, signal.SIGSTOP)
-    except OSError:
-        pass
-    me = os.getpid()
-    for name in os.listdir("/proc"):
-        if name.isdigit() and int(name) not in (me, 1) and int(name) not in spare:
-            try:
-                os.kill(int(name), signal.SIGKILL)
-            except OSError:
-                pass
-    for pid in spare:
-        try:
-            os.kill(pid, signal.SIGCONT)
-        except OSError:
-            pass
-    for top in dirs:
-        _empty_dir(top)
-
-
-def _empty_dir(top):
-    """Remove everything under ``top`` that the sandbox uid can remove.
-
-    Whatever the candidate left: directories with mode 000 or without write permission
-    (their owner, our uid, may restore it), names with newlines or undecodable bytes, trees
-    deeper than the path limit, thousands of small files. It walks with directory
-    descriptors relative to each other and climbs back through ``..``, so no path is ever
-    longer than one name and one descriptor is open at a time; nothing else runs meanwhile
-    (every process of the uid is killed first).
-    """
-    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
-    try:
-        fd = os.open(top, flags | os.O_NOFOLLOW)
-    except OSError:
-        return
-    stack = []  # (names left in the parent, name of the directory we are in)
-    names = _names(fd)
-    try:
-        while True:
-            if names:
-                name = names.pop()
-                if _remove_entry(fd, name):
-                    continue
-                child = _enter(fd, name, flags | os.O_NOFOLLOW)
-                if child is not None:
-                    stack.append((names, name))
-                    os.close(fd)
-                    fd, names = child, _names(child)
-                continue
-            if not stack:
-                return
-            parent = os.open("..", flags, dir_fd=fd)
-            os.close(fd)
-            fd = parent
-            names, name = stack.pop()
-            try:
-                os.rmdir(name, dir_fd=fd)
-            except OSError:
-                pass
-    finally:
-        os.close(fd)
-
-
-def _names(fd):
-    try:
-        return os.listdir(fd)
-    except OSError:
-        return []
-
-
-def _remove_entry(fd, name):
-    """Unlink a non-directory or remove an empty directory; False for a directory to enter."""
-    import stat
-
-    try:
-        mode = os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode
-    except OSError:
-        return True
-    try:
-        if stat.S_ISDIR(mode):
-            os.rmdir(name, dir_fd=fd)
-        else:
-            os.unlink(name, dir_fd=fd)
-    except OSError:
-        return not stat.S_ISDIR(mode)
-    return True
-
-
-def _enter(fd, name, flags):
-    """Open a directory the candidate may have locked with its mode (000, 0500, ...)."""
-    try:
-        os.chmod(name, 0o700, dir_fd=fd)
-    except OSError:
-        pass
-    try:
-        return os.open(name, flags, dir_fd=fd)
-    except OSError:
-        return None
-
-
-# cgroup v2 file, cgroup v1 file, and the counter's name in them
-_COUNTERS = {
-    "oom_kill": (
-        ("/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control"),
-        "oom_kill",
-    ),
-    "pids_refused": (("/sys/fs/cgroup/pids.events", "/sys/fs/cgroup/pids/pids.events"), "max"),
-}
-
-
-def _cgroup_counters():
-    """The sandbox cgroup's OOM kills and refused forks so far (where the files exist).
-
-    Read only when the request says the cgroup is the sandbox's own (a container), so
-    that other processes on a host cannot move them.
-    """
-    found = {}
-    for key, (paths, field) in _COUNTERS.items():
-        for path in paths:
-            try:
-                with open(path) as handle:
-                    for line in handle:
-                        parts = line.split()
-                        if len(parts) == 2 and parts[0] == field:
-                            found[key] = int(parts[1])
-            except (OSError, ValueError):
-                continue
-            if key in found:
-                break
-    return found
 
 
 # -------------------------------------------------------------------------- driver side
@@ -492,56 +356,6 @@ def _reap(pid, until):
             except OSError:
                 pass
         time.sleep(0.001)
-
-
-def _signal_name(number):
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return "signal %d" % number
-
-
-def _at_memory_limit(run, rusage):
-    """Peak RSS within 10 % of the memory limit (where no cgroup counter says more)."""
-    limit_kb = int(run.req.get("memory_mb") or 0) * 1024
-    return bool(limit_kb and rusage is not None and rusage[2] >= 0.9 * limit_kb)
-
-
-def _verdict(run, signaled, exit_status, rusage):
-    """The verdict and its message; ``memory`` only when the memory limit was hit."""
-    expected = len(run.tests)
-    passed = sum(1 for r in run.results if r["outcome"] == "passed")
-    killed = signaled == signal.SIGKILL and not run.finished and not run.violation
-    if run.killed_for == "timeout":
-        return "timeout", "wall-clock deadline exceeded"
-    if run.killed_for == "output_limit":
-        return "output_limit", "output exceeded %d bytes" % run.req.get("output_limit")
-    if signaled == signal.SIGXCPU:
-        return "timeout", "CPU time limit exceeded"
-    if run.memory:
-        return "memory", "memory limit exceeded (MemoryError)"
-    if run.counters.get("oom_kill", 0) > 0 and (killed or not run.finished):
-        return "memory", "killed by the out-of-memory killer at the memory limit"
-    if killed and _at_memory_limit(run, rusage):
-        return "memory", "killed at the memory limit (peak RSS %d kB)" % rusage[2]
-    if run.violation:
-        return "failed", run.violation
-    if killed:
-        return "error", "candidate process was killed by SIGKILL (not at the memory limit)"
-    if run.imported is False:
-        if run.exit_on_import:
-            return "failed", "candidate exited during import: " + run.import_msg
-        return "error", run.import_msg
-    ended = "exit status %s" % exit_status
-    if signaled is not None:
-        ended = "killed by " + _signal_name(signaled)
-    if run.imported is None:
-        return "failed", "candidate process ended before reporting (%s)" % ended
-    if len(run.results) != expected:
-        return "failed", "only %d of %d tests reported (%s)" % (len(run.results), expected, ended)
-    if passed == expected:
-        return "passed", ""
-    return "failed", "%d of %d tests failed" % (expected - passed, expected)
 
 
 def _report(run, status, rusage, wall):

@@ -17,10 +17,14 @@ from pathlib import Path
 
 import docker
 import pytest
-from hostile_cases import CASES, SECRET_ENV, SECRET_VALUE, Case
+from hostile_cases import CASES as OWN_CASES
+from hostile_cases import SECRET_ENV, SECRET_VALUE, Case
+from hostile_peers import PEER_CASES
 
 from codeens.sandbox.backends.docker import LABEL, DockerSandbox
 from conftest import run_box
+
+CASES = OWN_CASES + PEER_CASES
 
 pytestmark = pytest.mark.docker
 

@@ -12,12 +12,16 @@ import os
 from collections.abc import Iterator
 
 import pytest
-from hostile_cases import CASES, Case
+from hostile_cases import CASES as OWN_CASES
+from hostile_cases import Case
+from hostile_peers import PEER_CASES
 
 from codeens.sandbox.backends.base import Candidate
 from codeens.sandbox.backends.process import ProcessSandbox
 from codeens.sandbox.results import Limits
 from codeens.sandbox.testfile import parse_test_suite
+
+CASES = OWN_CASES + PEER_CASES
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the contained mode needs root")
 

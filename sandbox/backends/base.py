@@ -40,7 +40,13 @@ def driver_source() -> str:
     return "\n\n".join(parts)
 
 
-DRIVER_FILES = ("driver_values.py", "driver_child.py", "driver.py")
+DRIVER_FILES = (
+    "driver_values.py",
+    "driver_child.py",
+    "driver_cleanup.py",
+    "driver_verdict.py",
+    "driver.py",
+)
 
 
 def _frame(obj: dict[str, Any]) -> bytes:
