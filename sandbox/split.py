@@ -15,7 +15,14 @@ import ast
 import copy
 from dataclasses import dataclass
 
-from codeens.sandbox.split_scope import AROUND, MATH_AROUND, NUMBER_OPS, Scope, is_literal
+from codeens.sandbox.split_scope import (
+    AROUND,
+    COMPARISONS,
+    MATH_AROUND,
+    NUMBER_OPS,
+    Scope,
+    is_literal,
+)
 
 VALUE = "__codeens_value__"
 MATH = "__codeens_math__"
@@ -41,18 +48,6 @@ _CHILD_FORBIDDEN = (
     ast.Global,
     ast.Nonlocal,
 )
-_OPS: dict[type[ast.cmpop], str] = {
-    ast.Eq: "==",
-    ast.NotEq: "!=",
-    ast.Lt: "<",
-    ast.LtE: "<=",
-    ast.Gt: ">",
-    ast.GtE: ">=",
-    ast.Is: "is",
-    ast.IsNot: "is not",
-    ast.In: "in",
-    ast.NotIn: "not in",
-}
 
 
 @dataclass(frozen=True)
@@ -134,7 +129,7 @@ def _split_assert(stmt: ast.Assert, scope: Scope) -> tuple[Check, ast.expr] | No
     test = stmt.test
     if isinstance(test, ast.Compare):
         parts = [shape.walk(e) for e in (test.left, *test.comparators)]
-        ops = tuple(_OPS[type(op)] for op in test.ops)
+        ops = tuple(COMPARISONS[type(op)] for op in test.ops)
     else:
         parts = [shape.walk(test)]
         ops = ()

@@ -31,6 +31,20 @@ _ARITHMETIC: dict[type[ast.operator], Callable[[Any, Any], object]] = {
 }
 NUMBER_OPS = tuple(_ARITHMETIC)
 
+# The comparison operators of asserts, by their source spelling.
+COMPARISONS: dict[type[ast.cmpop], str] = {
+    ast.Eq: "==",
+    ast.NotEq: "!=",
+    ast.Lt: "<",
+    ast.LtE: "<=",
+    ast.Gt: ">",
+    ast.GtE: ">=",
+    ast.Is: "is",
+    ast.IsNot: "is not",
+    ast.In: "in",
+    ast.NotIn: "not in",
+}
+
 
 @dataclass(frozen=True)
 class Scope:

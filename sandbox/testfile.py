@@ -29,23 +29,11 @@ from pathlib import Path
 
 from codeens.sandbox.errors import SandboxInputError
 from codeens.sandbox.split import Check, split_body
-from codeens.sandbox.split_scope import Scope, constant_name, file_scope
+from codeens.sandbox.split_scope import COMPARISONS, Scope, constant_name, file_scope
 
 CMP_HELPER = "__codeens_cmp__"
 ENTRY = "__codeens_entry__"
 TRUTH_HELPER = "__codeens_truth__"
-_OPS: dict[type[ast.cmpop], str] = {
-    ast.Eq: "==",
-    ast.NotEq: "!=",
-    ast.Lt: "<",
-    ast.LtE: "<=",
-    ast.Gt: ">",
-    ast.GtE: ">=",
-    ast.Is: "is",
-    ast.IsNot: "is not",
-    ast.In: "in",
-    ast.NotIn: "not in",
-}
 
 
 @dataclass(frozen=True)
@@ -112,7 +100,7 @@ class _TrustedComparisons(ast.NodeTransformer):
 
     def visit_Compare(self, node: ast.Compare) -> ast.AST:
         self.generic_visit(node)
-        names = ast.Tuple([ast.Constant(_OPS[type(op)]) for op in node.ops], ast.Load())
+        names = ast.Tuple([ast.Constant(COMPARISONS[type(op)]) for op in node.ops], ast.Load())
         call = ast.Call(ast.Name(CMP_HELPER, ast.Load()), [names, node.left, *node.comparators], [])
         return ast.copy_location(call, node)
 

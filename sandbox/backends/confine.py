@@ -66,6 +66,28 @@ def _mount(
     _check(_libc.mount(source, target.encode(), fstype, flags, data))
 
 
+def run_as(uid: int, command: list[str], *, timeout: float) -> int | None:
+    """Run ``command`` as ``uid`` (its own group, no others, empty environment, no
+    input or output); its exit status, or None when it could not run or timed out."""
+    try:
+        done = subprocess.run(
+            command,
+            user=uid,
+            group=uid,
+            extra_groups=[],
+            env={},
+            cwd="/",
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=timeout,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.returncode
+
+
 def kill_uid(uid: int) -> None:
     """Kill every process of ``uid``, whatever session or namespace it made for itself.
 
@@ -79,22 +101,7 @@ def kill_uid(uid: int) -> None:
     else:
         python = interpreter_for(uid) or sys.executable
         command = [python, "-I", "-c", KILL_ALL]
-    try:
-        subprocess.run(
-            command,
-            user=uid,
-            group=uid,
-            extra_groups=[],
-            env={},
-            cwd="/",
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            timeout=10,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        pass
+    run_as(uid, command, timeout=10)
 
 
 KILL_ALL = """import os, signal
@@ -244,23 +251,7 @@ def interpreter_for(uid: int) -> str | None:
         if real in seen or not os.path.isfile(real):
             continue
         seen.append(real)
-        try:
-            done = subprocess.run(
-                [real, "-I", "-c", "import json, select, socket"],
-                user=uid,
-                group=uid,
-                extra_groups=[],
-                env={},
-                cwd="/",
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                timeout=30,
-                check=False,
-            )
-        except (OSError, subprocess.SubprocessError):
-            continue
-        if done.returncode == 0:
+        if run_as(uid, [real, "-I", "-c", "import json, select, socket"], timeout=30) == 0:
             return real
     return None
 
