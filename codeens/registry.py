@@ -8,6 +8,8 @@ exactly the way a plugin is. Nothing is imported until a name is asked for.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib.metadata import EntryPoint, entry_points
 from typing import Generic, TypeVar
 
@@ -32,6 +34,21 @@ class Registry(Generic[T]):
     def register(self, name: str, obj: T) -> None:
         """Register an implementation at run time (tests, embedding applications)."""
         self._extra[name] = obj
+
+    def unregister(self, name: str) -> None:
+        """Forget an implementation registered with :meth:`register` (entry points stay)."""
+        self._extra.pop(name, None)
+
+    @contextmanager
+    def registered(self, name: str, obj: T) -> Iterator[T]:
+        """Register ``obj`` for the duration of a ``with`` block, then restore what was there."""
+        saved = {name: self._extra[name]} if name in self._extra else {}
+        self._extra[name] = obj
+        try:
+            yield obj
+        finally:
+            self._extra.pop(name, None)
+            self._extra.update(saved)
 
     def names(self) -> list[str]:
         return sorted(set(self._entry_points()) | set(self._extra))

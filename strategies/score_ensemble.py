@@ -19,10 +19,13 @@ shorter code.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from codeens.registry import Registry, UnknownName
 from codeens.strategies import scorers
 from codeens.strategies.base import Decision, Strategy
 from codeens.strategies.behaviour import behaviour_key, group_sizes
@@ -31,8 +34,23 @@ from codeens.strategies.scorers import Rule
 if TYPE_CHECKING:
     from codeens.solve import CandidateRecord, SolveContext
 
-ScorerName = Literal["pass_rate", "agreement", "codebertscore", "logprob", "judge"]
-ALL_SCORERS: list[ScorerName] = ["pass_rate", "agreement", "codebertscore", "logprob", "judge"]
+DEFAULT_SCORERS = ("pass_rate", "agreement", "codebertscore", "logprob", "judge")
+"""The scorers used when the options name none, in the order the trace lists them."""
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One scorer's raw value per candidate (None: skipped), a note, and what it spent."""
+
+    values: scorers.Raw | None
+    note: str = ""
+    spent: dict[str, float] = field(default_factory=dict)
+
+
+Scorer = Callable[["SolveContext", Sequence["CandidateRecord"], "ScoreEnsemble.Options"], Scored]
+"""A per-candidate scorer: registered under the entry-point group ``codeens.scorers``."""
+
+SCORERS: Registry[Scorer] = Registry("codeens.scorers", "scorer")
 
 
 class ScoreEnsemble(Strategy):
@@ -44,13 +62,25 @@ class ScoreEnsemble(Strategy):
     class Options(BaseModel):
         model_config = ConfigDict(extra="forbid")
 
-        scorers: list[ScorerName] = Field(
-            default_factory=lambda: list(ALL_SCORERS), min_length=1, description="Which."
+        scorers: list[str] = Field(
+            default_factory=lambda: list(DEFAULT_SCORERS),
+            min_length=1,
+            description="Which scorers to combine (names of the `codeens.scorers` registry).",
         )
         combine: Rule = Field("mean", description="mean, min or uncertainty.")
         beta: float = Field(1.0, ge=0.0, description="Weight of the std for `uncertainty`.")
         judge: bool = Field(True, description="Ask the chat models (false: skip the judge).")
         judge_samples: int = Field(3, ge=1, le=20, description="Answers per model and code.")
+
+        @field_validator("scorers")
+        @classmethod
+        def _known(cls, names: list[str]) -> list[str]:
+            for name in names:
+                try:
+                    SCORERS.get(name)
+                except UnknownName as exc:
+                    raise ValueError(str(exc)) from None
+            return names
 
     options: Options
 
@@ -105,24 +135,13 @@ class ScoreEnsemble(Strategy):
         notes: dict[str, str] = {}
         extra: dict[str, Any] = {}
         for name in dict.fromkeys(self.options.scorers):
-            if name == "pass_rate":
-                raw[name] = scorers.pass_rates(candidates)
-            elif name == "agreement":
-                raw[name] = scorers.agreement(candidates)
-            elif name == "logprob":
-                raw[name] = scorers.mean_logprob(candidates)
-                if all(v is None for v in raw[name] or []):
-                    notes[name] = "skipped: the backends reported no log-probabilities"
-            elif name == "codebertscore":
-                raw[name], notes[name] = scorers.codebertscore(candidates)
-            elif not self.options.judge:
-                raw[name], notes[name] = None, "skipped: disabled (judge = false)"
-            else:
-                raw[name], notes[name], extra["judge"] = scorers.judge(
-                    ctx, candidates, self.options.judge_samples
-                )
-            if raw[name] is not None and all(v is None for v in raw[name] or []):
-                raw[name] = None
+            scored = SCORERS.get(name)(ctx, candidates, self.options)
+            values = scored.values
+            if values is not None and all(v is None for v in values):
+                values = None
+            raw[name], notes[name] = values, scored.note
+            if scored.spent:
+                extra[name] = scored.spent
         return raw, notes, extra
 
 
@@ -143,3 +162,49 @@ def _order(
 
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 6)
+
+
+# The built-in scorers, registered in pyproject.toml like a plugin's would be. Each adapts
+# one function of :mod:`codeens.strategies.scorers` to the common signature.
+
+
+def score_pass_rate(
+    ctx: SolveContext, candidates: Sequence[CandidateRecord], options: ScoreEnsemble.Options
+) -> Scored:
+    """The share of visible tests passed."""
+    return Scored(scorers.pass_rates(candidates))
+
+
+def score_agreement(
+    ctx: SolveContext, candidates: Sequence[CandidateRecord], options: ScoreEnsemble.Options
+) -> Scored:
+    """The share of the other samples that behave the same on the visible tests."""
+    return Scored(scorers.agreement(candidates))
+
+
+def score_logprob(
+    ctx: SolveContext, candidates: Sequence[CandidateRecord], options: ScoreEnsemble.Options
+) -> Scored:
+    """The model's mean token log-probability, where the backend reports it."""
+    values = scorers.mean_logprob(candidates)
+    if all(v is None for v in values):
+        return Scored(values, "skipped: the backends reported no log-probabilities")
+    return Scored(values)
+
+
+def score_codebertscore(
+    ctx: SolveContext, candidates: Sequence[CandidateRecord], options: ScoreEnsemble.Options
+) -> Scored:
+    """CodeBERTScore consensus against the other candidates."""
+    values, note = scorers.codebertscore(candidates)
+    return Scored(values, note)
+
+
+def score_judge(
+    ctx: SolveContext, candidates: Sequence[CandidateRecord], options: ScoreEnsemble.Options
+) -> Scored:
+    """P(yes) when each chat model is asked whether the implementation is correct."""
+    if not options.judge:
+        return Scored(None, "skipped: disabled (judge = false)")
+    values, note, spent = scorers.judge(ctx, candidates, options.judge_samples)
+    return Scored(values, note, spent)

@@ -192,3 +192,19 @@ def test_embedded_models_run_the_score_ensemble(tmp_path: Path, sandbox_image: s
     with sqlite3.connect(tmp_path / "log.db") as conn:
         logged = conn.execute("SELECT trace_json FROM decisions").fetchone()[0]
     assert json.loads(logged) == trace
+
+
+def test_scorers_come_from_the_registry() -> None:
+    from codeens.strategies.score_ensemble import SCORERS, Scored, ScoreEnsemble
+
+    def shortest(ctx: Any, candidates: Any, options: Any) -> Scored:
+        return Scored([-float(len(c.code)) for c in candidates])
+
+    assert set(SCORERS.names()) >= {"pass_rate", "agreement", "codebertscore", "logprob", "judge"}
+    with pytest.raises(ValueError, match="did you mean 'pass_rate'"):
+        ScoreEnsemble.Options(scorers=["pass_rat"])
+    with SCORERS.registered("shortest", shortest):
+        assert ScoreEnsemble.Options(scorers=["shortest"]).scorers == ["shortest"]
+    assert "shortest" not in SCORERS.names()
+    with pytest.raises(ValueError, match="unknown scorer 'shortest'"):
+        ScoreEnsemble.Options(scorers=["shortest"])
