@@ -345,3 +345,15 @@ def test_missing_recipe_file_is_one_line(tmp_path: Path) -> None:
     assert done.returncode == 2
     [line] = done.stderr.splitlines()
     assert line.startswith("Error: cannot read recipe nope.yaml")
+
+
+def test_every_gate_mode_a_recipe_accepts_is_registered() -> None:
+    from typing import get_args
+
+    from codeens.moe.gates import GATE_MODES
+    from codeens.moe.recipe import Recipe
+
+    accepted = set(get_args(Recipe.model_fields["gate_mode"].annotation))
+    assert accepted == {"hidden", "cheap_embed", "random"}
+    assert accepted <= set(GATE_MODES.names())
+    assert all(callable(GATE_MODES.get(name)) for name in accepted)

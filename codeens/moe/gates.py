@@ -12,15 +12,24 @@
 
 A row is (mean over positive prompts) - (mean over negative prompts), scaled to unit
 length, so a token goes to the experts whose prompts it most resembles.
+
+Each mode is a function registered under the entry-point group ``codeens.gate_modes``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from codeens.moe.recipe import Expert, MoEError, Recipe, first_line
 from codeens.moe.tensors import Checkpoint
+from codeens.registry import Registry, UnknownName
+
+GateMode = Callable[[Recipe, Path, int, int], Any]
+"""(recipe, base model directory, layers, hidden size) -> (layers, experts, hidden) rows."""
+
+GATE_MODES: Registry[GateMode] = Registry("codeens.gate_modes", "gate mode")
 
 COLLINEAR_COSINE = 0.95
 """Gate rows closer than this (cosine) route almost alike: the prompts are too similar.
@@ -32,14 +41,29 @@ gave 0.988 to 0.999 in every layer. 0.95 lies between."""
 
 def gate_weights(recipe: Recipe, base_dir: Path, layers: int, hidden_size: int) -> Any:
     """A (layers, experts, hidden_size) float32 tensor of router rows."""
+    try:
+        mode = GATE_MODES.get(recipe.gate_mode)
+    except UnknownName as exc:
+        raise MoEError(str(exc)) from None
+    return mode(recipe, base_dir, layers, hidden_size)
+
+
+def random_gates(recipe: Recipe, base_dir: Path, layers: int, hidden_size: int) -> Any:
+    """Standard normal rows, seeded by the recipe."""
     import torch
 
-    if recipe.gate_mode == "random":
-        generator = torch.Generator().manual_seed(recipe.seed)
-        return torch.randn(layers, len(recipe.experts), hidden_size, generator=generator)
-    if recipe.gate_mode == "cheap_embed":
-        rows = _cheap_embed_rows(recipe.experts, base_dir)
-        return rows.unsqueeze(0).repeat(layers, 1, 1)
+    generator = torch.Generator().manual_seed(recipe.seed)
+    return torch.randn(layers, len(recipe.experts), hidden_size, generator=generator)
+
+
+def cheap_embed_gates(recipe: Recipe, base_dir: Path, layers: int, hidden_size: int) -> Any:
+    """The prompts' average token embedding, the same row in every layer."""
+    rows = _cheap_embed_rows(recipe.experts, base_dir)
+    return rows.unsqueeze(0).repeat(layers, 1, 1)
+
+
+def hidden_gates(recipe: Recipe, base_dir: Path, layers: int, hidden_size: int) -> Any:
+    """Per layer, the average MLP input of the base model over the prompts."""
     return _hidden_rows(recipe.experts, base_dir)
 
 
