@@ -258,6 +258,35 @@ def test_transient_fault_is_retried(fault: str) -> None:
         assert waited >= 0.3  # Retry-After honoured, not just the 10 ms backoff
 
 
+def test_backoff_doubles_with_equal_jitter() -> None:
+    server = FaultServer(["500", "500"])
+    model = openai_model(server.base_url, backoff_s=0.2, max_backoff_s=2.0, timeout_s=0.5)
+    try:
+        started = time.monotonic()
+        model.complete(ADD_PROMPT, 1, SAMPLED, seed=0)
+        waited = time.monotonic() - started
+    finally:
+        model.close()
+        server.close()
+    assert server.attempts == 3
+    # Waits of 0.1-0.2 s, then 0.2-0.4 s: at least the fixed halves, at most the full ones.
+    assert 0.3 <= waited < 0.6 + 0.5
+
+
+def test_retry_after_is_capped_by_max_backoff() -> None:
+    server = FaultServer(["429"], retry_after="30")
+    model = openai_model(server.base_url, **{**FAST_RETRY, "max_backoff_s": 0.2})
+    try:
+        started = time.monotonic()
+        model.complete(ADD_PROMPT, 1, SAMPLED, seed=0)
+        waited = time.monotonic() - started
+    finally:
+        model.close()
+        server.close()
+    assert server.attempts == 2
+    assert 0.2 <= waited < 1.5
+
+
 def test_unauthorized_fails_fast(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CODEENS_TEST_KEY", "sk-test")
     server = FaultServer(["401"] * 5)

@@ -5,14 +5,16 @@ with ``prompt.prefix``. ``n`` samples go in one request when the server honours 
 servers that return fewer choices, or reject ``n`` with 400/422, are remembered and asked
 one sample per request, sample ``i`` with seed ``seed + i``.
 
-Transient failures are retried with exponential backoff and jitter (``Retry-After`` is
-honoured): 408, 429, 5xx, timeouts, connection errors and bodies that are not the JSON
-expected. Any other 4xx fails at once with one line (:class:`EndpointError`). A semaphore
-per endpoint, shared by all threads and instances, caps requests in flight.
+Transient failures are retried by tenacity with exponential backoff and equal jitter
+(``Retry-After`` is honoured): 408, 429, 5xx, timeouts, connection errors and bodies that
+are not the JSON expected. Any other 4xx fails at once with one line
+(:class:`EndpointError`). What the process learns about a server (its cap on requests in
+flight, the models that ignore ``n``) is one :class:`Endpoint`, shared by every thread and
+instance that names the same ``base_url``.
 
 httpx rather than urllib: one pooled, thread-safe client per model with separate connect and
 read timeouts, and distinct exception types for timeouts and transport errors, which the
-retry policy needs. It is imported only when a request is made.
+retry policy needs. httpx and tenacity are imported only when a request is made.
 """
 
 from __future__ import annotations
@@ -20,10 +22,9 @@ from __future__ import annotations
 import dataclasses
 import email.utils
 import os
-import random
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -38,11 +39,7 @@ from codeens.models.base import (
 
 if TYPE_CHECKING:
     import httpx
-
-_SEMAPHORES: dict[str, threading.BoundedSemaphore] = {}
-_SEMAPHORES_LOCK = threading.Lock()
-# (base_url, model) of servers that do not honour ``n``: asked one sample per request.
-_NO_N: set[tuple[str, str]] = set()
+    import tenacity
 
 
 class EndpointError(ModelUnavailable):
@@ -59,6 +56,39 @@ class _Retry(Exception):
     def __init__(self, reason: str, delay: float | None = None) -> None:
         super().__init__(reason)
         self.delay = delay
+
+
+@dataclasses.dataclass(frozen=True)
+class Endpoint:
+    """One server as this process knows it: requests in flight are capped by ``slots``;
+    ``single_n`` holds the model ids it serves that do not honour ``n`` (asked one sample
+    per request from then on)."""
+
+    base_url: str
+    slots: threading.BoundedSemaphore
+    single_n: set[str] = dataclasses.field(default_factory=set)
+
+
+class Endpoints:
+    """The endpoints of one process, by base URL.
+
+    A cap on requests in flight protects the server, so it belongs to the server, not to a
+    model instance: every instance naming the same ``base_url`` (two configs served by one
+    vLLM, or the same config built twice) draws from one semaphore. The first instance
+    sets its size; later ``max_concurrency`` values for that URL are ignored.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._known: dict[str, Endpoint] = {}
+
+    def get(self, base_url: str, max_concurrency: int) -> Endpoint:
+        with self._lock:
+            endpoint = self._known.get(base_url)
+            if endpoint is None:
+                slots = threading.BoundedSemaphore(max_concurrency)
+                endpoint = self._known[base_url] = Endpoint(base_url, slots)
+            return endpoint
 
 
 def parse_choice(choice: dict[str, Any], chat: bool) -> tuple[str, str, float | None]:
@@ -130,18 +160,16 @@ class OpenAICompat(Model):
         )
 
     options: Options
+    # Owned by the backend, one per process: see Endpoints for why not per instance.
+    endpoints: ClassVar[Endpoints] = Endpoints()
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config)
         self.base_url = self.options.base_url.rstrip("/")
         self.model_id = self.options.model or config.location or config.name
+        self.endpoint = self.endpoints.get(self.base_url, self.options.max_concurrency)
         self._client: httpx.Client | None = None
         self._client_lock = threading.Lock()
-        self._random = random.Random()
-        with _SEMAPHORES_LOCK:
-            self._semaphore = _SEMAPHORES.setdefault(
-                self.base_url, threading.BoundedSemaphore(self.options.max_concurrency)
-            )
 
     def available(self) -> tuple[bool, str]:
         env = self.options.api_key_env
@@ -173,10 +201,10 @@ class OpenAICompat(Model):
                 body["logprobs"] = 1
         greedy = params.temperature == 0.0
         want = 1 if greedy else n
-        key = (self.base_url, self.model_id)
+        single_n = self.endpoint.single_n
         out: list[Completion] = []
         n_rejected = False
-        if want > 1 and self.options.batch_n and key not in _NO_N:
+        if want > 1 and self.options.batch_n and self.model_id not in single_n:
             try:
                 data = self._post(path, {**body, "n": want, "seed": seed})
             except EndpointError as exc:
@@ -186,12 +214,12 @@ class OpenAICompat(Model):
             else:
                 out = self._completions(data, want, seed)
                 if len(out) < want:
-                    _NO_N.add(key)
+                    single_n.add(self.model_id)
         for i in range(len(out), want):
             data = self._post(path, {**body, "seed": seed + i})
             out.extend(self._completions(data, 1, seed + i))
             if n_rejected:
-                _NO_N.add(key)
+                single_n.add(self.model_id)
         if greedy and n > 1:
             copy = dataclasses.replace(
                 out[0], input_tokens=0, output_tokens=0, extra={**out[0].extra, "copy_of": 0}
@@ -239,27 +267,45 @@ class OpenAICompat(Model):
             return self._client
 
     def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        import tenacity
+
         url = self.base_url + path
         client = self._client_for()
         attempts = self.options.max_retries + 1
-        reason = ""
-        for attempt in range(attempts):
-            try:
-                with self._semaphore:
-                    return self._attempt(client, url, body)
-            except _Retry as retry:
-                reason = str(retry)
-                if attempt + 1 == attempts:
-                    break
-                delay = retry.delay if retry.delay is not None else self._backoff(attempt)
-                time.sleep(min(delay, self.options.max_backoff_s))
-        raise ModelUnavailable(f"{url}: gave up after {attempts} attempts; last error: {reason}")
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(attempts),
+            wait=self._wait,
+            retry=tenacity.retry_if_exception_type(_Retry),
+            reraise=True,
+        )
+        try:
+            data: dict[str, Any] = retrying(self._attempt, client, url, body)
+        except _Retry as last:
+            raise ModelUnavailable(
+                f"{url}: gave up after {attempts} attempts; last error: {last}"
+            ) from last
+        return data
+
+    def _wait(self, state: tenacity.RetryCallState) -> float:
+        """The server's ``Retry-After`` if it sent one, else exponential backoff with equal
+        jitter (half of ``backoff_s * 2**retry`` fixed, half random); never over the cap."""
+        import tenacity
+
+        failure = state.outcome.exception() if state.outcome else None
+        delay = failure.delay if isinstance(failure, _Retry) else None
+        if delay is None:
+            half, cap = self.options.backoff_s / 2, self.options.max_backoff_s / 2
+            fixed = tenacity.wait_exponential(multiplier=half, max=cap)
+            jitter = tenacity.wait_random_exponential(multiplier=half, max=cap)
+            delay = fixed(state) + jitter(state)
+        return min(delay, self.options.max_backoff_s)
 
     def _attempt(self, client: httpx.Client, url: str, body: dict[str, Any]) -> dict[str, Any]:
         import httpx
 
         try:
-            response = client.post(url, json=body)
+            with self.endpoint.slots:
+                response = client.post(url, json=body)
         except httpx.TimeoutException as exc:
             raise _Retry(f"timed out after {self.options.timeout_s:g} s") from exc
         except httpx.TransportError as exc:
@@ -285,11 +331,6 @@ class OpenAICompat(Model):
         if not data["choices"]:
             raise _Retry(f"HTTP {status} response has an empty 'choices' list")
         return data
-
-    def _backoff(self, attempt: int) -> float:
-        """Exponential with equal jitter: half fixed, half random."""
-        full = min(self.options.backoff_s * 2.0**attempt, self.options.max_backoff_s)
-        return full / 2 + self._random.uniform(0, full / 2)
 
     def close(self) -> None:
         with self._client_lock:
