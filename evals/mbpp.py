@@ -18,6 +18,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from codeens.errors import first_line
 from codeens.evals.benchmarks import Benchmark, BenchmarkError, BenchmarkProblem, docstring_literal
 
 RANGES = {"prompt": (1, 10), "test": (11, 510), "validation": (511, 600), "train": (601, 974)}
@@ -79,7 +80,7 @@ def _from_hub(sanitized: bool) -> list[dict[str, Any]]:
     try:
         loaded = datasets.load_dataset("mbpp", "sanitized" if sanitized else "full")
     except Exception as exc:  # any hub failure (offline, missing) is one line
-        raise BenchmarkError(f"MBPP from the datasets hub: {str(exc).splitlines()[0]}") from exc
+        raise BenchmarkError(f"MBPP from the datasets hub: {first_line(exc)}") from exc
     rows = [dict(row) for part in loaded.values() for row in part]
     return sorted(rows, key=lambda r: int(r["task_id"]))
 

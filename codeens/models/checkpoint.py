@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from codeens.errors import first_line
 from codeens.models import locate
 from codeens.models.base import ModelUnavailable
 
@@ -84,8 +85,7 @@ def dequantized(gguf: Path, dtype: str = "float32") -> tuple[Path, bool]:
             tokenizer.save_pretrained(str(partial))
     except (OSError, ValueError, ImportError) as exc:
         shutil.rmtree(partial, ignore_errors=True)
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ModelUnavailable(f"transformers cannot convert {gguf}: {first}") from exc
+        raise ModelUnavailable(f"transformers cannot convert {gguf}: {first_line(exc)}") from exc
     try:
         partial.rename(target)
     except OSError:  # another process finished first; its copy is as good

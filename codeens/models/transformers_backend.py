@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from codeens.errors import first_line
 from codeens.models import checkpoint, locate
 from codeens.models.base import (
     Completion,
@@ -122,8 +123,9 @@ class Transformers(Model):
                     str(self.weights_dir), dtype=dtype
                 )
             except (OSError, ValueError) as exc:
-                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-                raise ModelUnavailable(f"transformers cannot load {source}: {first}") from exc
+                raise ModelUnavailable(
+                    f"transformers cannot load {source}: {first_line(exc)}"
+                ) from exc
         device = self.options.device
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"

@@ -18,9 +18,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from codeens.errors import first_line
 from codeens.moe import gates as gating
 from codeens.moe import mixtral
-from codeens.moe.recipe import MoEError, Recipe, first_line
+from codeens.moe.recipe import MoEError, Recipe
 from codeens.moe.tensors import Checkpoint, ShardWriter
 
 LINEAGE_FILE = "codeens_lineage.json"

@@ -24,6 +24,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from codeens.errors import first_line as first_line  # gates.py still imports it from here
 from codeens.validation import load_yaml, parse_yaml
 
 
@@ -96,8 +97,3 @@ def parse_recipe(text: str, where: str = "recipe") -> Recipe:
 def load_recipe(path: Path) -> tuple[Recipe, str]:
     """Read and validate the recipe file; returns it with its text (kept for lineage)."""
     return load_yaml(path, Recipe, MoEError)
-
-
-def first_line(exc: BaseException) -> str:
-    """The first line of an exception's message (library errors can run to pages)."""
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
