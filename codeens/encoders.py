@@ -65,6 +65,8 @@ class Encoder:
     num_hidden_layers: int
     window: int  # the longest input the model takes at once
     sentence_max_length: int
+    # Sentence vectors already computed, by text: routing asks for the same texts again.
+    _vectors: dict[str, list[float]] = field(default_factory=dict, repr=False)
 
     @property
     def default_layers(self) -> int:
@@ -106,6 +108,14 @@ class Encoder:
                 )
                 chunks.append(out.hidden_states[layer][0, keep_from:keep_to])
         return torch.cat(chunks, dim=0)
+
+    def sentence_vectors(self, texts: list[str]) -> list[list[float]]:
+        """:meth:`sentence_embeddings` as lists, each distinct text encoded once."""
+        missing = [t for t in dict.fromkeys(texts) if t not in self._vectors]
+        if missing:
+            vectors = self.sentence_embeddings(missing).tolist()
+            self._vectors.update(zip(missing, vectors, strict=True))
+        return [self._vectors[t] for t in texts]
 
     def sentence_embeddings(self, texts: list[str]) -> torch.Tensor:
         """Mean-pooled, L2-normalised last-layer embeddings, one row per text."""

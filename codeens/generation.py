@@ -2,7 +2,8 @@
 
 Every backend goes through :class:`Generator`, so every completion is priced and logged the
 same way, and an identical request (same model, prompt, sampling parameters and seed) is
-served from the log instead of being generated again.
+served from the log instead of being generated again. The generator reads the log but
+never writes it: :class:`codeens.recorder.Recorder` does.
 """
 
 from __future__ import annotations
@@ -14,19 +15,27 @@ import time
 from dataclasses import dataclass
 
 from codeens.models.base import MODELS, Completion, Model, ModelConfig, Prompt, SamplingParams
-from codeens.storage import Generation, Store
+from codeens.storage import Store
 
 
-@dataclass
-class Sample:
-    """One completion on its way through the pipeline, with its log row."""
+@dataclass(frozen=True)
+class Generated:
+    """One completion as it came back (or was served from the log): everything its log row
+    holds except what the pipeline derives from the text (the extracted code)."""
 
-    model: ModelConfig
-    row: Generation
-
-    @property
-    def text(self) -> str:
-        return self.row.raw_output
+    model: str
+    backend: str
+    request_key: str
+    prompt: str
+    params_json: str
+    seed: int
+    text: str
+    input_tokens: int = 0
+    output_tokens: int = 0
+    mean_logprob: float | None = None
+    latency_s: float = 0.0
+    cost: float = 0.0
+    cached_from: int | None = None
 
 
 def request_key(model: ModelConfig, prompt_text: str, params: SamplingParams, seed: int) -> str:
@@ -87,22 +96,18 @@ class Generator:
         prompt: Prompt,
         n: int,
         seed: int,
-        target: str,
         params: SamplingParams | None = None,
-    ) -> list[Sample]:
-        """``n`` samples with seeds ``seed .. seed+n-1``, cached ones taken from the log.
+    ) -> list[Generated]:
+        """``n`` completions with seeds ``seed .. seed+n-1``, cached ones taken from the log.
 
-        Rows are returned unsaved: the caller adds the extracted code and writes them.
+        Nothing is written here: the run's recorder logs what the pipeline makes of them.
         Raises whatever the backend raises when it cannot generate (ModelUnavailable...).
         """
         params = params or config.sampling
         text = prompt.text_for(config.chat)
         keys = [request_key(config, text, params, seed + i) for i in range(n)]
-        samples: list[Sample | None] = []
-        for i, key in enumerate(keys):
-            hit = self.store.cached_generation(key)
-            samples.append(None if hit is None else self._from_cache(config, hit, target, i))
-        missing = [i for i, s in enumerate(samples) if s is None]
+        out: list[Generated | None] = [self._from_cache(key) for key in keys]
+        missing = [i for i, g in enumerate(out) if g is None]
         if missing:
             # One call for a contiguous run keeps batching backends efficient.
             first = missing[0]
@@ -114,50 +119,45 @@ class Generator:
             share = elapsed / max(1, len(completions))
             for offset, completion in enumerate(completions[:count]):
                 i = first + offset
-                if samples[i] is not None:
-                    continue
-                samples[i] = Sample(
-                    config,
-                    Generation(
-                        run_id=self.run_id,
-                        target=target,
+                if out[i] is None:
+                    out[i] = Generated(
                         model=config.name,
                         backend=config.backend,
                         request_key=keys[i],
                         prompt=text,
                         params_json=params.model_dump_json(),
                         seed=seed + i,
-                        raw_output=completion.text,
+                        text=completion.text,
                         input_tokens=completion.input_tokens,
                         output_tokens=completion.output_tokens,
                         mean_logprob=completion.mean_logprob,
                         latency_s=share,
                         cost=price(config, completion, share),
-                    ),
-                )
-        return [s for s in samples if s is not None]
+                    )
+        return [g for g in out if g is not None]
 
-    def _from_cache(self, config: ModelConfig, hit: Generation, target: str, i: int) -> Sample:
-        row = Generation(
-            run_id=self.run_id,
-            target=target,
+    def _from_cache(self, key: str) -> Generated | None:
+        hit = self.store.cached_generation(key)
+        if hit is None:
+            return None
+        # A repeated request costs nothing, unless runs are compared as if each had
+        # generated on its own (an eval charges every strategy for what it used).
+        charge = self.charge_cached
+        return Generated(
             model=hit.model,
             backend=hit.backend,
             request_key=hit.request_key,
             prompt=hit.prompt,
             params_json=hit.params_json,
             seed=hit.seed,
-            raw_output=hit.raw_output,
+            text=hit.raw_output,
             input_tokens=hit.input_tokens,
             output_tokens=hit.output_tokens,
             mean_logprob=hit.mean_logprob,
-            # A repeated request costs nothing, unless runs are compared as if each had
-            # generated on its own (an eval charges every strategy for what it used).
-            latency_s=hit.latency_s if self.charge_cached else 0.0,
-            cost=hit.cost if self.charge_cached else 0.0,
+            latency_s=hit.latency_s if charge else 0.0,
+            cost=hit.cost if charge else 0.0,
             cached_from=hit.id,
         )
-        return Sample(config, row)
 
     def close(self) -> None:
         for model in self._models.values():

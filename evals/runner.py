@@ -27,17 +27,18 @@ import uuid
 from collections import Counter
 from pathlib import Path
 
+from codeens.context import Services, SolveContext
 from codeens.evals.benchmarks import BENCHMARKS, BenchmarkProblem, select
 from codeens.evals.spec import EvalSpec
+from codeens.executions import ExecutionCache, Program, run_logged
 from codeens.generation import Generator
 from codeens.models.base import ModelConfig
 from codeens.problem import Problem, fill, parse_problem
 from codeens.progress import Progress
-from codeens.recording import execution_row
-from codeens.sandbox.backends.base import Candidate, Sandbox
-from codeens.sandbox.runner import run_all
+from codeens.recorder import Recorder
+from codeens.sandbox.backends.base import Sandbox
 from codeens.sandbox.testfile import parse_test_suite
-from codeens.solve import AllModelsFailed, SolveContext, load_strategy, open_sandbox, solve
+from codeens.solve import AllModelsFailed, load_strategy, open_sandbox, solve
 from codeens.storage import Run, Store
 from codeens.strategies.base import StrategyCannotRun
 
@@ -91,6 +92,8 @@ def execute(run: Run, store: Store, progress: Progress) -> Run:
     run.status = "running"
     store.write(run)
     generator = Generator(store, run.id, charge_cached=True)
+    # The strategies run the same sampled programs on the same visible tests: once each.
+    executions = ExecutionCache()
     try:
         with open_sandbox(config) as sandbox:
             for index, item in enumerate(problems):
@@ -117,6 +120,7 @@ def execute(run: Run, store: Store, progress: Progress) -> Run:
                             parent_id=run.id,
                             sandbox=sandbox,
                             generator=generator,
+                            executions=executions,
                         )
                     except (StrategyCannotRun, AllModelsFailed) as exc:
                         _mark_error(store, child_id, str(exc))
@@ -151,32 +155,27 @@ def sample_pass(
     """
     have = Counter(g.model for g in store.generations(run_id, item.task_id))
     stub = problem.stubs[0]
+    services = Services(
+        config=spec.config,
+        generator=generator,
+        sandbox=sandbox,
+        recorder=Recorder(store, run_id),
+        history=store,
+        progress=Progress(enabled=False),
+    )
     ctx = SolveContext(
+        services,
         problem=problem,
         stub=stub,
         tests=problem.tests_for(stub.name),
-        config=spec.config,
         models=models,
         samples=spec.samples,
-        generator=generator,
-        sandbox=sandbox,
-        store=store,
-        run_id=run_id,
-        progress=Progress(enabled=False),
+        target=item.task_id,
     )
-    failures: dict[str, str] = {}
     for model in models:
-        if have[model.name] >= spec.samples:
-            continue
-        prompt = ctx.prompt()
-        try:
-            samples = generator.sample(model, prompt, spec.samples, spec.config.seed, item.task_id)
-        except Exception as exc:  # a failing model is reported; the others go on
-            failures[model.name] = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            continue
-        ctx.ingest(samples, prompt)
-        store.write(*[s.row for s in samples])
-    return failures
+        if have[model.name] < spec.samples:
+            ctx.generate(model, spec.samples)
+    return dict(ctx.failures)
 
 
 def hidden_pass(
@@ -205,18 +204,22 @@ def hidden_pass(
             codes.setdefault(row.code_hash, row.code)
     if not codes:
         return
-    candidates, digests = [], {}
+    programs = []
     for digest, code in codes.items():
         try:
-            program = fill(problem, {item.entry_point: code}, keep_tests=False)
+            source = fill(problem, {item.entry_point: code}, keep_tests=False)
         except ValueError:
             continue
-        label = f"{item.task_id}#{digest}"
-        candidates.append(Candidate(label, program))
-        digests[label] = digest
-    for result in run_all(sandbox, candidates, suite, entry_point=item.entry_point):
-        digest = digests[result.candidate]
-        store.write(execution_row(result, run_id, target=item.task_id, code_hash=digest))
+        programs.append(Program(f"{item.task_id}#{digest[:12]}", source, digest))
+    run_logged(
+        sandbox,
+        programs,
+        suite,
+        target=item.task_id,
+        recorder=Recorder(store, run_id),
+        cache=None,
+        entry_point=item.entry_point,
+    )
 
 
 def children_of(store: Store, run_id: str, index: int) -> list[Run]:
@@ -247,5 +250,5 @@ def _mark_error(store: Store, child_id: str, message: str) -> None:
     child = store.run(child_id)
     if child is not None:
         child.status = "error"
-        child.summary_json = json.dumps({"error": message.splitlines()[0] if message else ""})
+        child.summary_json = json.dumps({"error": (message.splitlines() or [""])[0]})
         store.write(child)

@@ -200,3 +200,10 @@ def m004_execution_target_and_code(conn: Connection) -> None:
         )
     )
     conn.execute(text("CREATE INDEX ix_executions_target ON executions (target)"))
+
+
+@migration
+def m005_execution_cached_from(conn: Connection) -> None:
+    # A result reused from the execution cache (same program, suite, limits and backend)
+    # is logged with the id of the execution that produced it, as generations are.
+    conn.execute(text("ALTER TABLE executions ADD COLUMN cached_from INTEGER"))

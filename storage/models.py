@@ -35,6 +35,9 @@ class Execution(SQLModel, table=True):
     # (a stub name or benchmark task id) and the hash of the program's extracted code.
     target: str = Field(default="", index=True)
     code_hash: str = ""
+    # Set when the result was reused from an earlier execution of the same program on the
+    # same suite, limits and backend (the execution cache): that execution's id.
+    cached_from: int | None = None
 
 
 class Run(SQLModel, table=True):

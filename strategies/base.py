@@ -1,36 +1,28 @@
-"""The strategy interface: how a set of candidates becomes one answer.
+"""Strategies: how a set of candidates becomes one answer, and their registry.
 
 A strategy is a subclass of :class:`Strategy` registered under the entry-point group
 ``codeens.strategies`` (the built-ins are registered there too). It receives a
-:class:`~codeens.solve.SolveContext`, which generates candidates from the configured models
-and executes them in the sandbox (both logged), and returns a :class:`Decision` whose trace
-records why. Strategies never import the benchmark code and never see hidden tests.
+:class:`~codeens.strategies.interface.Context`, which generates candidates from the
+configured models and executes them in the sandbox (both logged), and returns a frozen
+:class:`~codeens.strategies.interface.Decision` whose trace records why. Strategies never
+import the benchmark code and never see hidden tests.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
 from codeens.registry import Registry
+from codeens.strategies.interface import Candidate, Context, Decision
 
-if TYPE_CHECKING:
-    from codeens.solve import CandidateRecord, SolveContext
+__all__ = ["STRATEGIES", "Candidate", "Context", "Decision", "Strategy", "StrategyCannotRun"]
 
 
 class StrategyCannotRun(Exception):
     """The strategy cannot run with this configuration or history; one line why."""
-
-
-@dataclass
-class Decision:
-    """The chosen candidate (or None) and the strategy's reasons."""
-
-    chosen: CandidateRecord | None
-    trace: dict[str, Any] = field(default_factory=dict)
 
 
 class NoOptions(BaseModel):
@@ -48,7 +40,7 @@ class Strategy(ABC):
         self.options = self.Options.model_validate(options or {})
 
     @abstractmethod
-    def solve(self, ctx: SolveContext) -> Decision:
+    def solve(self, ctx: Context) -> Decision:
         """Generate (through ``ctx``), execute, and choose."""
 
 

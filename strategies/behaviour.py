@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from codeens.solve import CandidateRecord
+from codeens.strategies.interface import Candidate
 
 
-def behaviour_key(candidate: CandidateRecord) -> tuple[object, ...]:
+def behaviour_key(candidate: Candidate) -> tuple[object, ...]:
     """Same verdict and the same outcome and message on every test: same behaviour.
 
     Failure messages carry the values compared ("6 == 5 is false"), so two candidates that
@@ -25,7 +23,7 @@ def behaviour_key(candidate: CandidateRecord) -> tuple[object, ...]:
     )
 
 
-def group_sizes(candidates: Iterable[CandidateRecord]) -> dict[tuple[object, ...], int]:
+def group_sizes(candidates: Iterable[Candidate]) -> dict[tuple[object, ...], int]:
     """Samples per behaviour group; duplicates of one program count as agreement."""
     sizes: dict[tuple[object, ...], int] = defaultdict(int)
     for candidate in candidates:

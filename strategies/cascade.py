@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -26,9 +26,7 @@ from codeens.models.base import ModelConfig
 from codeens.sandbox.results import Verdict
 from codeens.strategies.base import Decision, Strategy, StrategyCannotRun
 from codeens.strategies.behaviour import behaviour_key
-
-if TYPE_CHECKING:
-    from codeens.solve import CandidateRecord, SolveContext
+from codeens.strategies.interface import Candidate, Context
 
 ACCEPT, ESCALATE, BUDGET_STOP, EXHAUSTED = "accept", "escalate", "budget-stop", "exhausted"
 
@@ -238,7 +236,7 @@ class Cascade(Strategy):
 
     options: Options
 
-    def solve(self, ctx: SolveContext) -> Decision:
+    def solve(self, ctx: Context) -> Decision:
         models = order_models(ctx.models)
         if len(models) < 2:
             raise StrategyCannotRun(
@@ -248,22 +246,24 @@ class Cascade(Strategy):
         opts = self.options
         k = opts.k or ctx.samples
         thresholds = stage_thresholds(opts.threshold, opts.thresholds, len(models))
-        pool: dict[str, CandidateRecord] = {}
+        pool: dict[str, Candidate] = {}
 
         def produce(index: int) -> Stage:
             model = models[index]
-            first = len(ctx.all_samples)
+            first = len(ctx.drawn)
             ctx.generate(model, k)
-            new = ctx.all_samples[first:]
-            pool.update((c.hash, c) for c in ctx.candidates())
-            ctx.execute([pool[h] for h in dict.fromkeys(s.row.code_hash for s in new) if h])
-            outcomes = [_outcome(pool.get(s.row.code_hash or "")) for s in new]
+            new = ctx.drawn[first:]
+            hashes = [h for h in dict.fromkeys(s.code_hash for s in new) if h]
+            pool.update(
+                (c.hash, c) for c in ctx.execute([c for c in ctx.candidates() if c.hash in hashes])
+            )
+            outcomes = [_outcome(pool.get(s.code_hash or "")) for s in new]
             return Stage(
                 model.name,
                 k,
                 outcomes,
-                cost=sum(s.row.cost for s in new),
-                tokens=sum(s.row.input_tokens + s.row.output_tokens for s in new),
+                cost=sum(s.cost for s in new),
+                tokens=sum(s.tokens for s in new),
                 note=ctx.failures.get(model.name, ""),
             )
 
@@ -288,10 +288,11 @@ class Cascade(Strategy):
         }
         if ctx.suite is None:
             trace["note"] = "no visible tests: stages are accepted on agreement alone"
-        return Decision(pool.get(result.chosen or ""), trace)
+        latest = {c.hash: c for c in ctx.candidates()}  # with every sample that produced it
+        return Decision(latest.get(result.chosen or ""), trace)
 
 
-def _outcome(record: CandidateRecord | None) -> Outcome:
+def _outcome(record: Candidate | None) -> Outcome:
     """A sample's outcome from the candidate it maps to (None: it did not parse)."""
     if record is None:
         return Outcome(None)

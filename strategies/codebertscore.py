@@ -18,7 +18,6 @@ from __future__ import annotations
 import ast
 import math
 import string
-import sys
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -30,11 +29,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from codeens.encoders import MINILM, Encoder, EncoderUnavailable, load_encoder
 from codeens.extract import normalize
 from codeens.strategies.base import Decision, Strategy, StrategyCannotRun
+from codeens.strategies.interface import Candidate, Context
 
 if TYPE_CHECKING:
     import torch
-
-    from codeens.solve import CandidateRecord, SolveContext
 
 _PUNCT = set(string.punctuation) - set("+-*/&|~")  # operators carry meaning in code
 _SPACE_MARKS = "\u0120\u010a\u0109"  # byte-level BPE's space, newline, tab
@@ -177,7 +175,7 @@ class CodeBERTScoreRank(Strategy):
 
     options: Options
 
-    def solve(self, ctx: SolveContext) -> Decision:
+    def solve(self, ctx: Context) -> Decision:
         candidates = ctx.sample_all()
         opts = self.options
         mode = "consensus" if opts.reference is None else "reference"
@@ -214,7 +212,7 @@ class CodeBERTScoreRank(Strategy):
             trace["encoder_fallback"] = fallback
         return Decision(rows[0]["record"] if rows else None, trace)
 
-    def _encoder(self, ctx: SolveContext) -> tuple[Encoder, str | None]:
+    def _encoder(self, ctx: Context) -> tuple[Encoder, str | None]:
         """The configured encoder, or MiniLM with the reason it had to stand in."""
         try:
             return load_encoder(self.options.encoder), None
@@ -222,14 +220,14 @@ class CodeBERTScoreRank(Strategy):
             if self.options.encoder == MINILM:
                 raise StrategyCannotRun(str(exc)) from exc
             reason = f"{exc}; using minilm instead"
-        _say(ctx, f"codebertscore: {reason}")
+        ctx.note(f"codebertscore: {reason}")
         try:
             return load_encoder(MINILM), reason
         except EncoderUnavailable as exc:
             raise StrategyCannotRun(str(exc)) from exc
 
 
-def _row(candidate: CandidateRecord, scores: Scores, metric: str) -> dict[str, Any]:
+def _row(candidate: Candidate, scores: Scores, metric: str) -> dict[str, Any]:
     result = candidate.result
     rounded = {k: round(v, 6) for k, v in asdict(scores).items()}
     return {
@@ -263,11 +261,3 @@ def _reference(value: str, name: str) -> str:
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == name:
             return ast.get_source_segment(text, node) or text
     return text
-
-
-def _say(ctx: SolveContext, line: str) -> None:
-    """One line on stderr that survives the progress display."""
-    if ctx.progress.enabled:
-        ctx.progress.note(line)
-    else:
-        print(line, file=sys.stderr)

@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 from codeens.models.base import Prompt
 from codeens.prompts import MAX_TESTS_SHOWN, context_before
+from codeens.strategies.interface import Context
 
 if TYPE_CHECKING:
     from codeens.problem import Problem, Stub
-    from codeens.solve import SolveContext
 
 MAX_TESTS = 20
 """Generated tests kept at most (or ``n`` when more were asked)."""
@@ -137,7 +137,7 @@ class GeneratedTests:
         }
 
 
-def generate_tests(ctx: SolveContext, n: int, samples: int) -> GeneratedTests:
+def generate_tests(ctx: Context, n: int, samples: int) -> GeneratedTests:
     """Ask every usable model for tests; log the samples; keep the usable asserts.
 
     Seeds start at the run seed, so the same seed and the same models give the same tests
@@ -148,32 +148,31 @@ def generate_tests(ctx: SolveContext, n: int, samples: int) -> GeneratedTests:
     seen = set(visible_asserts(ctx.tests, ctx.stub.name))
     cap = max(MAX_TESTS, n)
     out = GeneratedTests()
-    target = f"{ctx.stub.name}/tests"
+    name = ctx.stub.name
     for model in ctx.models:
         if model.name in ctx.failures:
             continue
-        ctx.progress.update(f"{ctx.stub.name}: {model.name} writing tests")
-        try:
-            got = ctx.generator.sample(model, prompt, samples, ctx.config.seed, target)
-        except Exception as exc:  # any backend failure: record it, go on with the others
-            lines = str(exc).strip().splitlines()
-            error = lines[0] if lines else type(exc).__name__
-            out.sources.append({"model": model.name, "samples": 0, "kept": 0, "error": error})
+        prefix = "" if model.chat else base_continuation(name)
+
+        def asserts(text: str, prefix: str = prefix) -> str | None:
+            # The logged code holds the asserts taken from an answer (it is no candidate).
+            return "\n".join(parse_tests(prefix + text, name)) or None
+
+        answers = ctx.ask(model, samples, prompt, purpose="tests", keep=asserts)
+        if answers.error:
+            out.sources.append(
+                {"model": model.name, "samples": 0, "kept": 0, "error": answers.error}
+            )
             continue
         kept = 0
-        for sample in got:
-            text = sample.text if model.chat else base_continuation(ctx.stub.name) + sample.text
-            tests = parse_tests(text, ctx.stub.name)
-            # The row's code holds the asserts taken from it; no code_hash: not a candidate.
-            sample.row.code = "\n".join(tests) or None
-            for test in tests:
+        for sample in answers.samples:
+            for test in (sample.code or "").splitlines():
                 if test not in seen and len(out.tests) < cap:
                     seen.add(test)
                     out.tests.append(test)
                     kept += 1
-            out.input_tokens += sample.row.input_tokens
-            out.output_tokens += sample.row.output_tokens
-            out.cost += sample.row.cost
-        ctx.store.write(*[s.row for s in got])
-        out.sources.append({"model": model.name, "samples": len(got), "kept": kept})
+            out.input_tokens += sample.generated.input_tokens
+            out.output_tokens += sample.generated.output_tokens
+            out.cost += sample.cost
+        out.sources.append({"model": model.name, "samples": len(answers.samples), "kept": kept})
     return out

@@ -17,25 +17,23 @@ often sampled program wins.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from codeens.sandbox.results import Verdict
 from codeens.strategies.base import Decision, Strategy
 from codeens.strategies.behaviour import behaviour_key
-
-if TYPE_CHECKING:
-    from codeens.solve import CandidateRecord, SolveContext
+from codeens.strategies.interface import Candidate, Context
 
 NO_OUTPUT = (Verdict.ERROR, Verdict.INFRA_ERROR)
 
 
-def _member_order(candidate: CandidateRecord) -> tuple[int, int, str]:
+def _member_order(candidate: Candidate) -> tuple[int, int, str]:
     return (-len(candidate.samples), len(candidate.code), candidate.hash)
 
 
 @dataclass(eq=False)
 class _Group:
-    members: list[CandidateRecord]
+    members: list[Candidate]
 
     @property
     def size(self) -> int:
@@ -47,7 +45,7 @@ class _Group:
         return result.pass_rate if result else 0.0
 
     @property
-    def best(self) -> CandidateRecord:
+    def best(self) -> Candidate:
         return min(self.members, key=_member_order)
 
     def order(self) -> tuple[int, float, int, int, str]:
@@ -65,7 +63,7 @@ class _Group:
         }
 
 
-def behaviour_groups(candidates: list[CandidateRecord]) -> list[_Group]:
+def behaviour_groups(candidates: list[Candidate]) -> list[_Group]:
     """Candidates grouped by behaviour, the winning group first."""
     groups: dict[tuple[object, ...], _Group] = {}
     for candidate in candidates:
@@ -79,7 +77,7 @@ class Majority(Strategy):
     name = "majority"
     summary = "majority vote: the behaviour on the visible tests most samples share wins"
 
-    def solve(self, ctx: SolveContext) -> Decision:
+    def solve(self, ctx: Context) -> Decision:
         candidates = ctx.sample_all()
         voters = [c for c in candidates if c.result is None or c.result.verdict not in NO_OUTPUT]
         silent = [c for c in candidates if c not in voters]

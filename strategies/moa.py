@@ -16,7 +16,7 @@ samples that behave identically on the tests, duplicates, shorter code, and the 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -24,10 +24,8 @@ from codeens.models.base import ModelConfig, Prompt
 from codeens.sandbox.results import Verdict
 from codeens.strategies.base import Decision, Strategy, StrategyCannotRun
 from codeens.strategies.behaviour import behaviour_key, group_sizes
+from codeens.strategies.interface import Candidate, Context
 from codeens.strategies.moa_prompts import Reference, layer_prompt
-
-if TYPE_CHECKING:
-    from codeens.solve import CandidateRecord, SolveContext
 
 
 class MoaOptions(BaseModel):
@@ -50,16 +48,16 @@ class MoaOptions(BaseModel):
     early_stop: bool = Field(True, description="Stop once a candidate passes every test.")
 
 
-def passes_all(candidate: CandidateRecord) -> bool:
+def passes_all(candidate: Candidate) -> bool:
     result = candidate.result
     return result is not None and result.verdict is Verdict.PASSED and result.tests_total > 0
 
 
-def _rate(candidate: CandidateRecord) -> float:
+def _rate(candidate: Candidate) -> float:
     return candidate.result.pass_rate if candidate.result is not None else 0.0
 
 
-def select_references(candidates: Sequence[CandidateRecord], limit: int) -> list[CandidateRecord]:
+def select_references(candidates: Sequence[Candidate], limit: int) -> list[Candidate]:
     """Up to ``limit`` candidates, best pass rate first, ties in the order they were made.
 
     Programs are distinct already; among programs that behave identically on the tests the
@@ -67,8 +65,8 @@ def select_references(candidates: Sequence[CandidateRecord], limit: int) -> list
     """
     ordered = sorted(candidates, key=lambda c: -_rate(c))  # stable: production order
     seen: set[tuple[object, ...]] = set()
-    distinct: list[CandidateRecord] = []
-    repeats: list[CandidateRecord] = []
+    distinct: list[Candidate] = []
+    repeats: list[Candidate] = []
     for candidate in ordered:
         key = behaviour_key(candidate)
         (repeats if key in seen else distinct).append(candidate)
@@ -90,7 +88,7 @@ def default_aggregator(models: Sequence[ModelConfig]) -> ModelConfig:
     return ranked[-1][1]
 
 
-def _summary(candidate: CandidateRecord) -> dict[str, Any]:
+def _summary(candidate: Candidate) -> dict[str, Any]:
     result = candidate.result
     return {
         "candidate": candidate.hash[:12],
@@ -101,6 +99,12 @@ def _summary(candidate: CandidateRecord) -> dict[str, Any]:
     }
 
 
+def _latest(ctx: Context, candidates: list[Candidate]) -> list[Candidate]:
+    """The newest values of ``candidates`` (a later layer may have added samples)."""
+    newest = {c.hash: c for c in ctx.candidates()}
+    return [newest.get(c.hash, c) for c in candidates]
+
+
 class MixtureOfAgents(Strategy):
     """Layers of models refine earlier candidates shown with their test results."""
 
@@ -109,7 +113,7 @@ class MixtureOfAgents(Strategy):
     Options = MoaOptions
     options: MoaOptions
 
-    def _resolve(self, ctx: SolveContext) -> tuple[list[ModelConfig], ModelConfig]:
+    def _resolve(self, ctx: Context) -> tuple[list[ModelConfig], ModelConfig]:
         """Proposer and aggregator configs; every unknown name reported in one error."""
         known = {m.name: m for m in ctx.config.models} | {m.name: m for m in ctx.models}
         wanted = list(self.options.proposers or [])
@@ -131,7 +135,7 @@ class MixtureOfAgents(Strategy):
             return proposers, known[self.options.aggregator]
         return proposers, default_aggregator(ctx.models or proposers)
 
-    def _prompt(self, ctx: SolveContext, shown: list[CandidateRecord]) -> Prompt | None:
+    def _prompt(self, ctx: Context, shown: list[Candidate]) -> Prompt | None:
         if not shown:  # nothing to refine (every model failed or was rejected): ask afresh
             return None
         references = [Reference(c.code, c.result) for c in shown]
@@ -139,28 +143,27 @@ class MixtureOfAgents(Strategy):
 
     def _run_layer(
         self,
-        ctx: SolveContext,
+        ctx: Context,
         models: list[ModelConfig],
         n: int,
-        shown: list[CandidateRecord],
+        shown: list[Candidate],
         origin: str,
-    ) -> list[CandidateRecord]:
+    ) -> list[Candidate]:
         prompt = self._prompt(ctx, shown)
-        produced: list[CandidateRecord] = []
+        produced: list[Candidate] = []
         for model in models:
             produced.extend(ctx.generate(model, n, prompt, origin=origin))
-        produced = list(dict.fromkeys(produced))
-        ctx.execute(produced)
-        return produced
+        return ctx.execute(list(dict.fromkeys(produced)))
 
-    def solve(self, ctx: SolveContext) -> Decision:
+    def solve(self, ctx: Context) -> Decision:
         options = self.options
         proposers, aggregator = self._resolve(ctx)
-        layer_of: dict[CandidateRecord, int] = {}  # the latest layer that produced each
+        layer_of: dict[Candidate, int] = {}  # the latest layer that produced each
         layers: list[dict[str, Any]] = []
-        previous: list[CandidateRecord] = []
+        previous: list[Candidate] = []
         stopped = False
         for number in range(1, options.layers + 1):
+            previous = _latest(ctx, previous)
             shown = select_references(previous, options.max_references) if number > 1 else []
             n = ctx.samples if number == 1 else options.samples_per_proposer
             produced = self._run_layer(ctx, proposers, n, shown, f"moa-layer-{number}")
@@ -181,16 +184,17 @@ class MixtureOfAgents(Strategy):
             previous = produced or previous
             if stopped:
                 break
-        aggregation = self._aggregate(ctx, aggregator, previous, stopped, layer_of)
-        return self._decide(layer_of, layers, aggregation, stopped)
+        aggregation = self._aggregate(ctx, aggregator, _latest(ctx, previous), stopped, layer_of)
+        latest = {c: layer_of[c] for c in _latest(ctx, list(layer_of))}
+        return self._decide(latest, layers, aggregation, stopped)
 
     def _aggregate(
         self,
-        ctx: SolveContext,
+        ctx: Context,
         aggregator: ModelConfig,
-        previous: list[CandidateRecord],
+        previous: list[Candidate],
         stopped: bool,
-        layer_of: dict[CandidateRecord, int],
+        layer_of: dict[Candidate, int],
     ) -> dict[str, Any]:
         info: dict[str, Any] = {"model": aggregator.name}
         if stopped:
@@ -210,7 +214,7 @@ class MixtureOfAgents(Strategy):
 
     def _decide(
         self,
-        layer_of: dict[CandidateRecord, int],
+        layer_of: dict[Candidate, int],
         layers: list[dict[str, Any]],
         aggregation: dict[str, Any],
         stopped: bool,

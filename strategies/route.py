@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import ast
 import hashlib
-import sys
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Literal
@@ -25,12 +24,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from codeens.encoders import MINILM, EncoderUnavailable, load_encoder
 from codeens.strategies.base import Decision, Strategy, StrategyCannotRun
+from codeens.strategies.interface import Context, LogReader
 from codeens.strategies.vote import rank_by_pass_rate
 
 if TYPE_CHECKING:
     from codeens.models.base import ModelConfig
-    from codeens.solve import SolveContext
-    from codeens.storage import Store
 
 
 class RouteOptions(BaseModel):
@@ -93,15 +91,8 @@ def stub_text(source: str, name: str) -> str | None:
     return None
 
 
-_EMBEDDINGS: dict[str, list[float]] = {}  # text -> unit vector: each text encoded once
-
-
 def _embed(texts: list[str]) -> list[list[float]]:
-    missing = [t for t in dict.fromkeys(texts) if t not in _EMBEDDINGS]
-    if missing:
-        vectors = load_encoder(MINILM).sentence_embeddings(missing).tolist()
-        _EMBEDDINGS.update(zip(missing, vectors, strict=True))
-    return [_EMBEDDINGS[t] for t in texts]
+    return load_encoder(MINILM).sentence_vectors(texts)
 
 
 @dataclass
@@ -114,7 +105,7 @@ class _History:
     usage: dict[str, tuple[float, float, float]]
 
 
-def _history(store: Store, exclude_run: str | None) -> _History:
+def _history(store: LogReader, exclude_run: str | None) -> _History:
     problems, visible = {}, {}
     for h, row in store.problems().items():
         problems[h] = (row.path, row.source)
@@ -155,7 +146,7 @@ def expected_cost(model: ModelConfig, usage: tuple[float, float, float] | None) 
 
 
 def plan_route(
-    store: Store,
+    store: LogReader,
     models: list[ModelConfig],
     source: str,
     target: str,
@@ -231,16 +222,16 @@ class Route(Strategy):
     Options = RouteOptions
     options: RouteOptions
 
-    def solve(self, ctx: SolveContext) -> Decision:
+    def solve(self, ctx: Context) -> Decision:
         try:
             plan = plan_route(
-                ctx.store, ctx.models, ctx.problem.source, ctx.stub.name, self.options,
+                ctx.history, list(ctx.models), ctx.problem.source, ctx.stub.name, self.options,
                 exclude_run=ctx.run_id,
             )  # fmt: skip
         except EncoderUnavailable as exc:
             raise StrategyCannotRun(str(exc)) from exc
         if plan.fallback is not None:
-            _say(ctx, f"route: no history ({plan.fallback}); using {fallback_words(plan)}")
+            ctx.note(f"route: no history ({plan.fallback}); using {fallback_words(plan)}")
         by_name = {m.name: m for m in ctx.models}
         asked: list[str] = []
         # The preferred model first, the next only when it failed outright (all: every one).
@@ -249,8 +240,7 @@ class Route(Strategy):
             got = ctx.generate(by_name[name], ctx.samples)
             if len(plan.chosen) == 1 and (got or name not in ctx.failures):
                 break
-        candidates = ctx.candidates()
-        ctx.execute(candidates)
+        candidates = ctx.execute(ctx.candidates())
         ranked = rank_by_pass_rate(candidates)
         trace = {
             "routed_to": plan.chosen,
@@ -270,11 +260,3 @@ def fallback_words(plan: Plan) -> str:
     if len(plan.chosen) != 1:
         return f"all models ({', '.join(plan.chosen)})"
     return f"the cheapest model, {plan.chosen[0]}"
-
-
-def _say(ctx: SolveContext, line: str) -> None:
-    """One line on stderr that survives the progress display."""
-    if ctx.progress.enabled:
-        ctx.progress.note(line)
-    else:
-        print(line, file=sys.stderr)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -29,10 +29,8 @@ from codeens.registry import Registry, UnknownName
 from codeens.strategies import scorers
 from codeens.strategies.base import Decision, Strategy
 from codeens.strategies.behaviour import behaviour_key, group_sizes
+from codeens.strategies.interface import Candidate, Context
 from codeens.strategies.scorers import Rule
-
-if TYPE_CHECKING:
-    from codeens.solve import CandidateRecord, SolveContext
 
 DEFAULT_SCORERS = ("pass_rate", "agreement", "codebertscore", "logprob", "judge")
 """The scorers used when the options name none, in the order the trace lists them."""
@@ -47,7 +45,7 @@ class Scored:
     spent: dict[str, float] = field(default_factory=dict)
 
 
-Scorer = Callable[["SolveContext", Sequence["CandidateRecord"], "ScoreEnsemble.Options"], Scored]
+Scorer = Callable[["Context", Sequence["Candidate"], "ScoreEnsemble.Options"], Scored]
 """A per-candidate scorer: registered under the entry-point group ``codeens.scorers``."""
 
 SCORERS: Registry[Scorer] = Registry("codeens.scorers", "scorer")
@@ -84,7 +82,7 @@ class ScoreEnsemble(Strategy):
 
     options: Options
 
-    def solve(self, ctx: SolveContext) -> Decision:
+    def solve(self, ctx: Context) -> Decision:
         pool = ctx.sample_all()
         candidates = [c for c in pool if c.result is not None] or pool
         raw, notes, extra = self._score(ctx, candidates)
@@ -128,7 +126,7 @@ class ScoreEnsemble(Strategy):
         return Decision(rows[0][1] if rows else None, trace)
 
     def _score(
-        self, ctx: SolveContext, candidates: list[CandidateRecord]
+        self, ctx: Context, candidates: list[Candidate]
     ) -> tuple[dict[str, scorers.Raw | None], dict[str, str], dict[str, Any]]:
         """Raw scores per scorer (None: skipped), notes, and the judge's spending."""
         raw: dict[str, scorers.Raw | None] = {}
@@ -146,7 +144,7 @@ class ScoreEnsemble(Strategy):
 
 
 def _order(
-    candidate: CandidateRecord, combined: float | None, sizes: dict[tuple[object, ...], int]
+    candidate: Candidate, combined: float | None, sizes: dict[tuple[object, ...], int]
 ) -> tuple[float, float, int, int, int, str]:
     """Sort key, best first: combined score, then pass rate, group size, duplicates, length."""
     rate = candidate.result.pass_rate if candidate.result is not None else 0.0
@@ -169,21 +167,21 @@ def _round(value: float | None) -> float | None:
 
 
 def score_pass_rate(
-    ctx: SolveContext, candidates: Sequence[CandidateRecord], options: ScoreEnsemble.Options
+    ctx: Context, candidates: Sequence[Candidate], options: ScoreEnsemble.Options
 ) -> Scored:
     """The share of visible tests passed."""
     return Scored(scorers.pass_rates(candidates))
 
 
 def score_agreement(
-    ctx: SolveContext, candidates: Sequence[CandidateRecord], options: ScoreEnsemble.Options
+    ctx: Context, candidates: Sequence[Candidate], options: ScoreEnsemble.Options
 ) -> Scored:
     """The share of the other samples that behave the same on the visible tests."""
     return Scored(scorers.agreement(candidates))
 
 
 def score_logprob(
-    ctx: SolveContext, candidates: Sequence[CandidateRecord], options: ScoreEnsemble.Options
+    ctx: Context, candidates: Sequence[Candidate], options: ScoreEnsemble.Options
 ) -> Scored:
     """The model's mean token log-probability, where the backend reports it."""
     values = scorers.mean_logprob(candidates)
@@ -193,7 +191,7 @@ def score_logprob(
 
 
 def score_codebertscore(
-    ctx: SolveContext, candidates: Sequence[CandidateRecord], options: ScoreEnsemble.Options
+    ctx: Context, candidates: Sequence[Candidate], options: ScoreEnsemble.Options
 ) -> Scored:
     """CodeBERTScore consensus against the other candidates."""
     values, note = scorers.codebertscore(candidates)
@@ -201,7 +199,7 @@ def score_codebertscore(
 
 
 def score_judge(
-    ctx: SolveContext, candidates: Sequence[CandidateRecord], options: ScoreEnsemble.Options
+    ctx: Context, candidates: Sequence[Candidate], options: ScoreEnsemble.Options
 ) -> Scored:
     """P(yes) when each chat model is asked whether the implementation is correct."""
     if not options.judge:

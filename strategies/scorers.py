@@ -13,15 +13,13 @@ import importlib
 import math
 import re
 import statistics
-import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
+from codeens.errors import first_line
 from codeens.models.base import Prompt
 from codeens.strategies.behaviour import behaviour_key, group_sizes
-
-if TYPE_CHECKING:
-    from codeens.solve import CandidateRecord, SolveContext
+from codeens.strategies.interface import Candidate, Context
 
 Raw = list[float | None]
 Rule = Literal["mean", "min", "uncertainty"]
@@ -30,12 +28,12 @@ JUDGE_MAX_TOKENS = 16
 _WORD = re.compile(r"[a-z]+")
 
 
-def pass_rates(candidates: Sequence[CandidateRecord]) -> Raw:
+def pass_rates(candidates: Sequence[Candidate]) -> Raw:
     """The share of visible tests each candidate passes (0 when it did not run)."""
     return [c.result.pass_rate if c.result is not None else 0.0 for c in candidates]
 
 
-def agreement(candidates: Sequence[CandidateRecord]) -> Raw:
+def agreement(candidates: Sequence[Candidate]) -> Raw:
     """The share of the other samples whose program behaves the same on the visible tests.
 
     A simple execution-agreement score (CodeT without generated tests): a candidate's own
@@ -48,16 +46,16 @@ def agreement(candidates: Sequence[CandidateRecord]) -> Raw:
     return [(sizes[behaviour_key(c)] - 1) / (total - 1) for c in candidates]
 
 
-def mean_logprob(candidates: Sequence[CandidateRecord]) -> Raw:
+def mean_logprob(candidates: Sequence[Candidate]) -> Raw:
     """The mean token log-probability over a candidate's samples, where the backend gave one."""
     out: Raw = []
     for candidate in candidates:
-        values = [s.row.mean_logprob for s in candidate.samples if s.row.mean_logprob is not None]
+        values = [s.mean_logprob for s in candidate.samples if s.mean_logprob is not None]
         out.append(sum(values) / len(values) if values else None)
     return out
 
 
-def codebertscore(candidates: Sequence[CandidateRecord]) -> tuple[Raw, str]:
+def codebertscore(candidates: Sequence[Candidate]) -> tuple[Raw, str]:
     """CodeBERTScore consensus (each code against the others); skipped when unavailable."""
     try:
         module = importlib.import_module("codeens.strategies.codebertscore")
@@ -67,7 +65,7 @@ def codebertscore(candidates: Sequence[CandidateRecord]) -> tuple[Raw, str]:
     try:
         scores = consensus([c.code for c in candidates])
     except Exception as exc:  # an encoder that cannot load here must not stop the run
-        return [None] * len(candidates), f"skipped: {str(exc).strip().splitlines()[0]}"
+        return [None] * len(candidates), f"skipped: {first_line(exc)}"
     return [float(s) for s in scores], ""
 
 
@@ -93,7 +91,7 @@ def read_answer(text: str) -> bool | None:
 
 
 def judge(
-    ctx: SolveContext, candidates: Sequence[CandidateRecord], samples: int
+    ctx: Context, candidates: Sequence[Candidate], samples: int
 ) -> tuple[Raw, str, dict[str, float]]:
     """P(yes) per candidate over ``samples`` answers of every chat model; logged.
 
@@ -110,21 +108,18 @@ def judge(
     for model in chat:
         params = model.sampling.model_copy(update={"max_tokens": JUDGE_MAX_TOKENS})
         for i, candidate in enumerate(candidates):
-            if ctx.deadline is not None and time.monotonic() >= ctx.deadline:
+            prompt = judge_prompt(ctx.stub.prompt_text, candidate.code)
+            answers = ctx.ask(model, samples, prompt, purpose="judge", params=params)
+            if answers.error == "out of time":
                 notes.append("out of time: some candidates not judged")
                 break
-            prompt = judge_prompt(ctx.stub.prompt_text, candidate.code)
-            try:
-                got = ctx.generator.sample(
-                    model, prompt, samples, ctx.config.seed, ctx.stub.name, params=params
-                )
-            except Exception as exc:  # a judge that cannot answer is skipped, not fatal
-                notes.append(f"{model.name} failed: {str(exc).strip().splitlines()[0]}")
+            if answers.error:  # a judge that cannot answer is skipped, not fatal
+                notes.append(f"{model.name} failed: {answers.error}")
                 break
-            ctx.store.write(*[s.row for s in got])
+            got = answers.samples
             spent["generations"] += len(got)
-            spent["tokens"] += sum(s.row.input_tokens + s.row.output_tokens for s in got)
-            spent["cost"] += sum(s.row.cost for s in got)
+            spent["tokens"] += sum(s.tokens for s in got)
+            spent["cost"] += sum(s.cost for s in got)
             for sample in got:
                 answer = read_answer(sample.text)
                 if answer is not None:

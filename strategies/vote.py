@@ -25,7 +25,7 @@ from __future__ import annotations
 import importlib
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -35,16 +35,14 @@ from codeens.sandbox.testfile import parse_test_suite
 from codeens.strategies.base import Decision, Strategy
 from codeens.strategies.behaviour import behaviour_key, group_sizes
 from codeens.strategies.gentests import generate_tests
-
-if TYPE_CHECKING:
-    from codeens.solve import CandidateRecord, SolveContext
+from codeens.strategies.interface import Candidate, Context
 
 NO_IMPORT = (Verdict.ERROR, Verdict.INFRA_ERROR)
 SUSPECT_WEIGHT = 0.0
 
 
 def rank_by_pass_rate(
-    candidates: list[CandidateRecord], include_unexecuted: bool = False
+    candidates: list[Candidate], include_unexecuted: bool = False
 ) -> list[dict[str, Any]]:
     """Every executed candidate with its score components, best first.
 
@@ -82,7 +80,7 @@ def _order(row: dict[str, Any]) -> tuple[float, int, int, int, str]:
 
 @dataclass(eq=False)
 class _Group:
-    members: list[CandidateRecord]
+    members: list[Candidate]
     pass_rate: float
     vector: tuple[bool, ...]
     size: int = 0
@@ -111,15 +109,15 @@ class _Agreement:
 
 
 def _vectors(
-    ctx: SolveContext, candidates: list[CandidateRecord], tests: list[str]
-) -> tuple[dict[CandidateRecord, tuple[bool, ...]], list[CandidateRecord]]:
+    ctx: Context, candidates: list[Candidate], tests: list[str]
+) -> tuple[dict[Candidate, tuple[bool, ...]], list[Candidate]]:
     """Pass/fail per generated test for every candidate; and those that imported."""
     suite = parse_test_suite("\n".join(tests), "generated tests")
     # A program that does not import fails every test the same way: no need to run it.
     runnable = [c for c in candidates if c.result is None or c.result.verdict not in NO_IMPORT]
     results = ctx.run_suite(runnable, suite)
     vectors = {c: (False,) * len(tests) for c in candidates}
-    imported: list[CandidateRecord] = []
+    imported: list[Candidate] = []
     for candidate, result in results.items():
         if result.verdict in NO_IMPORT:
             continue
@@ -130,7 +128,7 @@ def _vectors(
     return vectors, imported
 
 
-def agreement(ctx: SolveContext, candidates: list[CandidateRecord], tests: list[str]) -> _Agreement:
+def agreement(ctx: Context, candidates: list[Candidate], tests: list[str]) -> _Agreement:
     """Run the generated tests; mark suspect ones; group and score the candidates."""
     vectors, imported = _vectors(ctx, candidates, tests)
     out = _Agreement()
@@ -177,7 +175,7 @@ def _consensus(codes: list[str]) -> tuple[list[float] | None, str]:
     return scores, ""
 
 
-def pick_within(members: list[CandidateRecord]) -> tuple[CandidateRecord, dict[str, Any]]:
+def pick_within(members: list[Candidate]) -> tuple[Candidate, dict[str, Any]]:
     """One candidate of an agreeing group: consensus, then duplicates, then shorter code."""
     if len(members) == 1:
         return members[0], {"by": "only candidate"}
@@ -214,7 +212,7 @@ class Vote(Strategy):
 
     options: Options
 
-    def solve(self, ctx: SolveContext) -> Decision:
+    def solve(self, ctx: Context) -> Decision:
         candidates = ctx.sample_all()
         ranked = rank_by_pass_rate(candidates, include_unexecuted=ctx.suite is None)
         trace: dict[str, Any] = {
@@ -224,7 +222,7 @@ class Vote(Strategy):
             trace["why"] = "no candidate to choose from"
             return Decision(None, trace)
         top = [r for r in ranked if r["pass_rate"] == ranked[0]["pass_rate"]]
-        plain: CandidateRecord = ranked[0]["record"]
+        plain: Candidate = ranked[0]["record"]
         if self.options.generated_tests == 0:
             return self._plain(plain, trace, "skipped", "disabled (generated_tests = 0)")
         if len(top) == 1:
@@ -271,9 +269,7 @@ class Vote(Strategy):
         return Decision(chosen, trace)
 
     @staticmethod
-    def _plain(
-        chosen: CandidateRecord, trace: dict[str, Any], status: str, reason: str
-    ) -> Decision:
+    def _plain(chosen: Candidate, trace: dict[str, Any], status: str, reason: str) -> Decision:
         trace["generated_tests"] = {"status": status, "reason": reason}
         trace["why"] = f"plain pass-rate vote; generated tests {reason}"
         return Decision(chosen, trace)

@@ -256,6 +256,7 @@ def test_an_old_log_gets_target_and_code_hash_from_its_labels(tmp_path: Path) ->
     store = Store(db)
     assert store.schema_version() == len(MIGRATIONS)
     rows = {e.candidate: (e.target, e.code_hash) for e in store.executions(limit=None)}
+    assert [e.cached_from for e in store.executions(limit=None)] == [None, None, None]
     assert rows == {
         "add#0123456789ab": ("add", "0123456789ab"),
         "HumanEval/0#" + "f" * 64: ("HumanEval/0", "f" * 64),

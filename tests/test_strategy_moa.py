@@ -27,7 +27,7 @@ from codeens.sandbox.backends.base import Candidate
 from codeens.sandbox.backends.process import ProcessSandbox
 from codeens.sandbox.results import ExecutionResult, Limits, Verdict
 from codeens.sandbox.testfile import parse_test_suite
-from codeens.solve import CandidateRecord
+from codeens.strategies.interface import Candidate as CandidateValue
 from codeens.strategies.moa import default_aggregator, select_references
 from codeens.strategies.moa_prompts import Reference, base_block, layer_prompt, status_line
 from conftest import REPO, run_cli
@@ -57,25 +57,25 @@ def _first_prompt(problem: Problem) -> str:
     return solve_prompt(problem, stub, problem.tests_for(stub.name)).text_for(True)
 
 
-def _executed(problem: Problem, texts: list[str]) -> list[CandidateRecord]:
+def _executed(problem: Problem, texts: list[str]) -> list[CandidateValue]:
     """The distinct candidates ``texts`` become, in order, run on the visible tests."""
     stub = problem.stubs[0]
     suite = parse_test_suite(problem.tests_for(stub.name))
     box = ProcessSandbox(Limits(timeout=TIMEOUT))
-    records: dict[str, CandidateRecord] = {}
+    records: dict[str, CandidateValue] = {}
     for text in texts:
         code = extract_function(text, stub)
         assert code is not None, text
         digest = hashlib.sha256(normalize(code).encode()).hexdigest()
         if digest not in records:
             program = fill(problem, {stub.name: code}, keep_tests=False)
-            records[digest] = CandidateRecord(digest, code, program)
-            records[digest].result = box.run(Candidate("c.py", program), suite)
+            result = box.run(Candidate("c.py", program), suite)
+            records[digest] = CandidateValue(digest, code, program, result=result)
     return list(records.values())
 
 
 def _refining_prompt(
-    problem: Problem, previous: list[CandidateRecord], limit: int, chat: bool = True
+    problem: Problem, previous: list[CandidateValue], limit: int, chat: bool = True
 ) -> str:
     stub = problem.stubs[0]
     shown = [Reference(c.code, c.result) for c in select_references(previous, limit)]

@@ -137,11 +137,11 @@ def _suggest(
 
 
 def _describe(target: object) -> str:
-    from codeens.solve import TargetOutcome
+    from codeens.solve import TargetSummary
 
-    assert isinstance(target, TargetOutcome)
+    assert isinstance(target, TargetSummary)
     chosen = target.decision.chosen
-    if target.context.out_of_time and chosen is None:
+    if target.out_of_time and chosen is None:
         return "no suggestion within the time budget"
     if chosen is not None and target.status == "unverified":
         models = ", ".join(chosen.models)

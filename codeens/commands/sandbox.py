@@ -76,7 +76,7 @@ def run(
     as_json: bool,
 ) -> None:
     """Run each CANDIDATE file against the tests; exit 0 only if every one passed."""
-    from codeens.recording import execution_row
+    from codeens.recorder import Recorder
     from codeens.registry import UnknownName
     from codeens.sandbox.backends.base import SANDBOXES, Candidate
     from codeens.sandbox.errors import SandboxInputError
@@ -107,8 +107,8 @@ def run(
 
     limits = Limits(timeout=timeout, memory_mb=memory)
     kwargs = {"image": image} if image and backend == "docker" else {}
-    store = Store(db)
     run_id = uuid.uuid4().hex[:12]
+    recorder = Recorder(Store(db), run_id)
     all_passed = True
     with factory(limits, workers, **kwargs) as box:
         if backend == "process":
@@ -116,7 +116,7 @@ def run(
 
             click.echo(host_warning(), err=True)
         for result in run_all(box, items, suite, entry_point):
-            store.write(execution_row(result, run_id))
+            recorder.execution(result)
             all_passed &= result.verdict is Verdict.PASSED
             if as_json:
                 data = result.to_json()

@@ -155,8 +155,8 @@ def summary_lines(report: Any) -> list[str]:
         lines.append(
             f"{target.status}: {target.stub.name} by {', '.join(chosen.models)} "
             f"({result.tests_passed}/{result.tests_total} visible tests, "
-            f"{len(target.context.candidates())} distinct of "
-            f"{len(target.context.all_samples)} samples)"
+            f"{len(target.candidates)} distinct of "
+            f"{len(target.samples)} samples)"
         )
     lines.append(
         f"run {report.run_id}: {report.status}, {report.input_tokens}+{report.output_tokens} "
@@ -181,29 +181,26 @@ def report_json(report: Any) -> dict[str, Any]:
                 "pass_rate": result.pass_rate if result else None,
                 "status": target.status,
             }
-        first_of: dict[str, int | None] = {}
-        pool = {c.hash: c for c in target.context.candidates()}
-        for sample in target.context.all_samples:
-            row = sample.row
-            record = pool.get(row.code_hash or "")
+        first_of: dict[str, int] = {}
+        pool = {c.hash: c for c in target.candidates}
+        for generation, sample in target.samples:
+            record = pool.get(sample.code_hash or "")
             result = record.result if record else None
             duplicate_of = None
-            if row.code_hash is not None:
-                if row.code_hash in first_of:
-                    duplicate_of = first_of[row.code_hash]
-                else:
-                    first_of[row.code_hash] = row.id
+            if sample.code_hash is not None:
+                duplicate_of = first_of.setdefault(sample.code_hash, generation)
+                duplicate_of = None if duplicate_of == generation else duplicate_of
             candidates.append(
                 {
                     "target": target.stub.name,
-                    "generation": row.id,
-                    "model": row.model,
-                    "candidate": row.code_hash[:12] if row.code_hash else None,
+                    "generation": generation,
+                    "model": sample.model.name,
+                    "candidate": sample.code_hash[:12] if sample.code_hash else None,
                     "verdict": str(result.verdict) if result else "rejected",
                     "tests_passed": result.tests_passed if result else 0,
                     "tests_total": result.tests_total if result else 0,
                     "duplicate_of": duplicate_of,
-                    "cached": row.cached_from is not None,
+                    "cached": sample.generated.cached_from is not None,
                 }
             )
     return {
