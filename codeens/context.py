@@ -22,7 +22,7 @@ from codeens.executions import ExecutionCache, Program, run_logged
 from codeens.extract import extract_function, normalize
 from codeens.generation import Generated, Generator
 from codeens.models.base import ModelConfig, Prompt, SamplingParams
-from codeens.problem import Problem, Stub, fill
+from codeens.problem import Problem, fill
 from codeens.progress import Progress
 from codeens.prompts import solve_prompt
 from codeens.recorder import Recorder
@@ -30,6 +30,7 @@ from codeens.sandbox.backends.base import Sandbox
 from codeens.sandbox.results import ExecutionResult
 from codeens.sandbox.testfile import TestSuite, parse_test_suite
 from codeens.strategies.interface import Answers, Candidate, LogReader, Sample
+from codeens.stub import Stub
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from tree_sitter import Node
 
 from codeens import pysyntax
-from codeens.problem import Stub
+from codeens.stub import Stub
 
 _FENCES = ("```", "~~~")
 _IMPORTS = ("import_statement", "import_from_statement")

@@ -25,6 +25,8 @@ from codeens.problem_tests import (
     part,
     test_file_parts,
 )
+from codeens.stub import Stub
+from codeens.stub_header import adopt_stub_header
 
 MARKER = "codeens: implement"
 _NO_STUB = (
@@ -39,28 +41,6 @@ class ProblemError(Exception):
 
 class NoStubError(ProblemError):
     """The file parses but has nothing to implement."""
-
-
-@dataclass(frozen=True)
-class Stub:
-    """A top-level function to implement.
-
-    ``signature`` is the ``def`` header up to its colon (``async`` included, decorators in
-    ``decorators``); ``docstring`` is the cleaned docstring value or ""; ``start_byte`` and
-    ``end_byte`` span the whole definition, decorators included; ``prompt_text`` is the
-    definition as written up to the end of its docstring (or header), plus a newline: what a
-    base model should continue. ``marked`` says a ``# codeens: implement`` line chose it.
-    """
-
-    name: str
-    signature: str
-    decorators: tuple[str, ...]
-    docstring: str
-    start_byte: int
-    end_byte: int
-    is_async: bool
-    prompt_text: str
-    marked: bool = False
 
 
 @dataclass(frozen=True)
@@ -301,8 +281,6 @@ def fill(problem: Problem, solutions: Mapping[str, str], *, keep_tests: bool = T
         root = pysyntax.parse(code).root_node
         if name not in {pysyntax.defined_name(n) for n in root.named_children}:
             raise ValueError(f"{problem.path}: the solution for {name} does not define it")
-        from codeens.stub_header import adopt_stub_header
-
         adopted = adopt_stub_header(code.strip("\r\n").replace("\r\n", "\n"), stub)
         text = _with_decorators(adopted.strip("\n"), stub)
         edits.append((stub.start_byte, stub.end_byte, text.replace("\n", newline)))

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from codeens.models.base import Prompt
-from codeens.problem import Problem, Stub
+from codeens.problem import Problem
+from codeens.stub import Stub
 
 SYSTEM = (
     "You are a careful Python programmer. You write correct, complete, self-contained "

@@ -24,7 +24,7 @@ from codeens.context import Services, SolveContext
 from codeens.executions import ExecutionCache
 from codeens.generation import Generator
 from codeens.models.base import ModelConfig
-from codeens.problem import Problem, Stub, fill
+from codeens.problem import Problem, fill
 from codeens.progress import Progress
 from codeens.recorder import Recorder
 from codeens.sandbox.backends.base import SANDBOXES, Sandbox
@@ -33,6 +33,7 @@ from codeens.storage import Problem as ProblemRow
 from codeens.storage import Run, Store
 from codeens.strategies.base import STRATEGIES, Strategy
 from codeens.strategies.interface import Candidate, Decision, Sample
+from codeens.stub import Stub
 from codeens.validation import first_error
 
 

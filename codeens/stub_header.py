@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ast
 
-from codeens.problem import Stub
+from codeens.stub import Stub
 
 
 def _params(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> list[str]:

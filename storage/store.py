@@ -8,7 +8,7 @@ from pathlib import Path
 from sqlalchemy import func, or_, text
 from sqlmodel import Session, SQLModel, col, select
 
-from codeens.storage import migrations
+from codeens.storage.migrations import apply as apply_migrations
 from codeens.storage.db import default_db_path, make_engine
 from codeens.storage.models import Decision, Execution, Generation, Lineage, Problem, Run
 
@@ -27,7 +27,7 @@ class Store:
             # blank database at once cannot both create the tables.
             conn.exec_driver_sql("BEGIN IMMEDIATE")
             try:
-                migrations.apply(conn)
+                apply_migrations(conn)
             except BaseException:
                 conn.exec_driver_sql("ROLLBACK")
                 raise

@@ -19,7 +19,8 @@ from codeens.prompts import MAX_TESTS_SHOWN, context_before
 from codeens.strategies.interface import Context
 
 if TYPE_CHECKING:
-    from codeens.problem import Problem, Stub
+    from codeens.problem import Problem
+    from codeens.stub import Stub
 
 MAX_TESTS = 20
 """Generated tests kept at most (or ``n`` when more were asked)."""

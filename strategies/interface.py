@@ -20,12 +20,13 @@ from typing import Any, Protocol
 from codeens.config import Config
 from codeens.generation import Generated
 from codeens.models.base import ModelConfig, Prompt, SamplingParams
-from codeens.problem import Problem, Stub
+from codeens.problem import Problem
 from codeens.progress import Progress
 from codeens.sandbox.results import ExecutionResult
 from codeens.sandbox.testfile import TestSuite
 from codeens.storage.models import Execution, Generation, Run
 from codeens.storage.models import Problem as ProblemRow
+from codeens.stub import Stub
 
 
 @dataclass(frozen=True)

@@ -21,9 +21,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from codeens.models.base import Prompt
-from codeens.problem import Problem, Stub
+from codeens.problem import Problem
 from codeens.prompts import context_before, solve_prompt
 from codeens.sandbox.results import ExecutionResult, Verdict
+from codeens.stub import Stub
 
 MAX_FAILURES_SHOWN = 4
 MAX_MESSAGE_CHARS = 300

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from codeens.extract import extract_function, normalize
-from codeens.problem import Stub, fill, load_problem
+from codeens.problem import fill, load_problem
+from codeens.stub import Stub
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "problems"
 ADD = "def add(a, b):\n    return a + b\n"
