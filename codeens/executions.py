@@ -27,6 +27,7 @@ from codeens.sandbox.testfile import TestSuite, default_entry_point
 class ExecutionKey:
     program_hash: str
     tests_hash: str
+    entry_point: str  # what check(candidate) is bound to ('' when the suite has no check)
     backend: str
     limits: str
 
@@ -68,12 +69,14 @@ class ExecutionCache:
 def key_of(
     sandbox: Sandbox, source: str, suite: TestSuite, entry_point: str | None = None
 ) -> ExecutionKey:
-    """What determines the result: ``suite`` bound as :func:`run_all` binds it, and the rest."""
-    bound = suite.for_entry_point(entry_point or default_entry_point(source))
+    """What determines the result: the program, ``suite`` and what :func:`run_all` binds its
+    ``check(candidate)`` to, the limits and the sandbox."""
+    bound = entry_point or default_entry_point(source) if suite.entry_point_required else ""
     limits = (*dataclasses.astuple(sandbox.limits), getattr(sandbox, "image", ""))
     return ExecutionKey(
         program_hash=hashlib.sha256(source.encode("utf-8")).hexdigest(),
-        tests_hash=bound.tests_hash,
+        tests_hash=suite.tests_hash,
+        entry_point=bound or "",
         backend=sandbox.name,
         limits=repr(limits),
     )
