@@ -9,27 +9,103 @@ Every model of the embedded catalog (:mod:`codeens.embedded`) can be named by
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from codeens.embedded import CATALOG, default_models
 from codeens.models.base import ModelConfig
+from codeens.sandbox.results import Limits
 from codeens.validation import first_error
 
+if TYPE_CHECKING:
+    from codeens.sandbox.backends.base import Sandbox
+
 CONFIG_NAME = "codeens.toml"
+M = TypeVar("M", bound=BaseModel)
 
 
 class SandboxConfig(BaseModel):
-    """Where and how candidates run."""
+    """Where and how candidates run.
+
+    A backend's own options (its ``Options`` model, such as docker's ``image``) go under
+    ``[sandbox.options.NAME]``; written directly under ``[sandbox]`` they are options of
+    the backend named there.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    backend: str = Field("docker", description="docker or process")
-    workers: int = Field(2, ge=1, le=64)
-    timeout: float = Field(10.0, gt=0, le=3600)
-    memory_mb: int = Field(512, ge=32, le=65536)
-    image: str | None = None
+    backend: str = Field("docker", description="Sandbox backend.")
+    workers: int = Field(2, ge=1, le=64, description="Candidates run in parallel.")
+    timeout: float = Field(Limits.timeout, gt=0, le=3600, description="Seconds per candidate.")
+    memory_mb: int = Field(Limits.memory_mb, ge=32, le=65536, description="Megabytes.")
+    options: dict[str, dict[str, object]] = Field(
+        default_factory=dict, description="Each backend's own options, by backend name."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _backend_keys(cls, data: Any) -> Any:
+        """Keys of the chosen backend's ``Options`` written directly under ``[sandbox]``."""
+        if not isinstance(data, Mapping):
+            return data
+        own = {k: v for k, v in data.items() if k in cls.model_fields}
+        # None is "not set": logs of older versions hold `"image": null` for every backend.
+        rest = {k: v for k, v in data.items() if k not in own and v is not None}
+        if not rest:
+            return own
+        backend = str(own.get("backend", cls.model_fields["backend"].default))
+        declared = _option_names(backend)
+        mine = {k: v for k, v in rest.items() if k in declared}
+        options = dict(own.get("options") or {})
+        if mine:
+            options[backend] = {**mine, **dict(options.get(backend) or {})}
+        return {**own, "options": options, **{k: v for k, v in rest.items() if k not in mine}}
+
+    @field_validator("options")
+    @classmethod
+    def _valid_options(cls, options: dict[str, dict[str, object]]) -> dict[str, dict[str, object]]:
+        from codeens.registry import UnknownName
+        from codeens.sandbox.backends.base import backend_options
+
+        for name, table in options.items():
+            try:
+                backend_options(name, table)
+            except UnknownName as exc:
+                raise ValueError(str(exc)) from None
+            except ValidationError as exc:
+                raise ValueError(f"{name}: {first_error(exc)}") from None
+        return options
+
+    def limits(self) -> Limits:
+        """The per-candidate limits these settings ask for."""
+        return Limits(timeout=self.timeout, memory_mb=self.memory_mb)
+
+    def open(self) -> Sandbox:
+        """A sandbox of the configured backend, with its options; close it after use."""
+        from codeens.sandbox.backends.base import open_sandbox
+
+        options = self.options.get(self.backend, {})
+        return open_sandbox(self.backend, self.limits(), self.workers, options)
+
+    def warning(self) -> str | None:
+        """The backend's one-line warning about what it cannot contain, if any."""
+        from codeens.sandbox.backends.base import SANDBOXES
+
+        return SANDBOXES.get(self.backend).warning()
+
+
+def _option_names(backend: str) -> set[str]:
+    """The option names of a backend (none when it is unknown: the backend check says why)."""
+    from codeens.registry import UnknownName
+    from codeens.sandbox.backends.base import SANDBOXES
+
+    try:
+        return set(SANDBOXES.get(backend).Options.model_fields)
+    except UnknownName:
+        return set()
 
 
 class Config(BaseModel):
@@ -38,9 +114,9 @@ class Config(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     models: tuple[ModelConfig, ...] = Field(default_factory=default_models)
-    strategy: str = "vote"
+    strategy: str = Field("vote", description="Combination strategy.")
     samples: int = Field(4, ge=1, le=200, description="Candidates per model.")
-    seed: int = 0
+    seed: int = Field(0, description="Base sampling seed.")
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
     strategies: dict[str, dict[str, object]] = Field(
         default_factory=dict, description="Per-strategy options, by strategy name."
@@ -58,6 +134,28 @@ class Config(BaseModel):
 
 class ConfigError(Exception):
     """The configuration cannot be used; one line."""
+
+
+def override(model: M, values: Mapping[str, object]) -> M:
+    """``model`` with the dotted keys of ``values`` replaced ("seed", "sandbox.workers").
+
+    None stands for an option that was not given and changes nothing. The result is
+    validated again, so a value outside a field's limits is a ConfigError.
+    """
+    given = {key: value for key, value in values.items() if value is not None}
+    if not given:
+        return model
+    data = model.model_dump()
+    for key, value in given.items():
+        *path, last = key.split(".")
+        target = data
+        for part in path:
+            target = target[part]
+        target[last] = value
+    try:
+        return type(model).model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(first_error(exc)) from exc
 
 
 def load_config(path: Path | None = None, cwd: Path | None = None) -> tuple[Config, Path | None]:

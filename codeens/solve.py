@@ -27,8 +27,8 @@ from codeens.models.base import ModelConfig
 from codeens.problem import Problem, fill
 from codeens.progress import Progress
 from codeens.recorder import Recorder
-from codeens.sandbox.backends.base import SANDBOXES, Sandbox
-from codeens.sandbox.results import Limits, Verdict
+from codeens.sandbox.backends.base import Sandbox
+from codeens.sandbox.results import Verdict
 from codeens.storage import Problem as ProblemRow
 from codeens.storage import Run, Store
 from codeens.strategies.base import STRATEGIES, Strategy
@@ -79,11 +79,7 @@ def status_of(decision: Decision, tests: str) -> str:
 
 
 def open_sandbox(config: Config) -> Sandbox:
-    factory = SANDBOXES.get(config.sandbox.backend)
-    limits = Limits(timeout=config.sandbox.timeout, memory_mb=config.sandbox.memory_mb)
-    if config.sandbox.image and config.sandbox.backend == "docker":
-        return factory(limits, config.sandbox.workers, image=config.sandbox.image)  # type: ignore[call-arg]
-    return factory(limits, config.sandbox.workers)
+    return config.sandbox.open()
 
 
 def solve(

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from codeens.commands.options import STRATEGIES, field_option, shared_options
 from codeens.errors import InputError
 
 if TYPE_CHECKING:
@@ -25,12 +26,15 @@ def _names(text: str | None) -> list[str]:
 @click.option("--limit", type=click.IntRange(1), default=None, help="The first N problems.")
 @click.option("--problems", "problem_ids", default=None, help="Comma-separated task ids.")
 @click.option("--models", "model_names", default=None, help="Comma-separated model names.")
-@click.option(
-    "--strategies", "strategy_names", default=None, help="Comma-separated (default: vote)."
+@field_option(
+    "--strategies",
+    "strategy_names",
+    names=STRATEGIES,
+    help="Comma-separated, of {names} (default: the config's strategy)",
 )
-@click.option("--samples", type=click.IntRange(1, 200), default=None, help="Per model.")
-@click.option("--workers", type=click.IntRange(1, 64), default=None, help="Sandbox workers.")
-@click.option("--seed", type=int, default=None, help="Base sampling seed.")
+@field_option("--samples", field="samples")
+@field_option("--workers", field="sandbox.workers")
+@field_option("--seed", field="seed")
 @click.option(
     "--data",
     type=click.Path(path_type=Path),
@@ -39,10 +43,7 @@ def _names(text: str | None) -> list[str]:
     "library (default: the copy shipped with codeens).",
 )
 @click.option("--resume", "resume_id", default=None, help="Continue an interrupted run.")
-@click.option("--config", "config_path", type=click.Path(path_type=Path), default=None)
-@click.option("--db", type=click.Path(path_type=Path), default=None, help="SQLite log file.")
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-@click.option("--quiet", is_flag=True, help="No progress display.")
+@shared_options("config", "db", "json", "quiet", json="Print the summary as JSON.")
 def eval_command(
     benchmark: str | None,
     split: str | None,
@@ -86,10 +87,9 @@ def eval_command(
         spec = _spec(benchmark, click.get_current_context().params)
         run = runner.start(spec, store)
     _prepare(runner.spec_of(run))
-    if runner.spec_of(run).config.sandbox.backend == "process":
-        from codeens.sandbox.backends.process import host_warning
-
-        click.echo(host_warning(), err=True)
+    warning = _sandbox_warning(runner.spec_of(run))
+    if warning is not None:
+        click.echo(warning, err=True)
     click.echo(f"eval run {run.id} (resume with: codeens eval --resume {run.id})", err=True)
     try:
         with Progress(enabled=None if not quiet else False) as progress:
@@ -118,33 +118,36 @@ def _prepare(spec: EvalSpec) -> None:
         raise InputError(str(exc)) from exc
 
 
+def _sandbox_warning(spec: EvalSpec) -> str | None:
+    from codeens.registry import UnknownName
+
+    try:
+        return spec.config.sandbox.warning()
+    except UnknownName as exc:
+        raise InputError(str(exc)) from exc
+
+
 def _spec(benchmark: str, params: dict[str, Any]) -> EvalSpec:
     """The EvalSpec the command line asks for; InputError for anything unusable."""
+    from codeens.commands.options import config_overrides
     from codeens.config import ConfigError, load_config
     from codeens.evals.benchmarks import BENCHMARKS, BenchmarkError, select
     from codeens.evals.spec import EvalSpec
     from codeens.registry import UnknownName
-    from codeens.sandbox.backends.base import SANDBOXES
     from codeens.solve import load_strategy
 
     data: Path | None = params["data"]
     if params["limit"] is not None and params["problem_ids"]:
         raise InputError("give --limit or --problems, not both")
     try:
-        config, _ = load_config(params["config_path"])
-        updates: dict[str, Any] = {}
-        if params["seed"] is not None:
-            updates["seed"] = params["seed"]
-        if params["workers"] is not None:
-            updates["sandbox"] = config.sandbox.model_copy(update={"workers": params["workers"]})
-        config = config.model_copy(update=updates)
+        config = config_overrides(load_config(params["config_path"])[0])
         models = _names(params["model_names"]) or [m.name for m in config.models]
         for name in models:
             config.model(name)
         strategies = _names(params["strategy_names"]) or [config.strategy]
         for name in strategies:
             load_strategy(name, config)
-        SANDBOXES.get(config.sandbox.backend)
+        config.sandbox.warning()  # an unknown backend fails here, before anything runs
         bench = BENCHMARKS.get(benchmark)()
         chosen_split = params["split"] or bench.default_split
         problems = select(

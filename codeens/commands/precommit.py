@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from codeens.commands.options import field_option, shared_options
 from codeens.errors import InputError
 
 
@@ -24,10 +25,8 @@ from codeens.errors import InputError
     show_default=True,
     help="Seconds of generation for the whole commit; what is found by then is reported.",
 )
-@click.option("--samples", type=click.IntRange(1, 200), default=None, help="Per model.")
-@click.option("--config", "config_path", type=click.Path(path_type=Path), default=None)
-@click.option("--db", type=click.Path(path_type=Path), default=None, help="SQLite log file.")
-@click.option("--quiet", is_flag=True, help="No progress display.")
+@field_option("--samples", field="samples")
+@shared_options("config", "db", "quiet")
 @click.pass_context
 def precommit(
     ctx: click.Context,

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import uuid
 from pathlib import Path
 
 import click
 
+from codeens.commands.options import SANDBOXES, field_option, shared_options
 from codeens.errors import InputError
+
+DOCKER_OPTIONS = "codeens.sandbox.backends.docker:DockerSandbox.Options"
 
 
 @click.group()
@@ -26,41 +28,31 @@ def sandbox() -> None:
     show_default=True,
     help="python:3.11-slim needs a registry; debootstrap needs only a Debian mirror.",
 )
-@click.option("--image", default=None, help="Image tag (default: codeens-sandbox:2).")
+@field_option("--image", model=DOCKER_OPTIONS, field="image", default="field")
 @click.option("--force", is_flag=True, help="Rebuild even if the image exists.")
-def build(base: str, image: str | None, force: bool) -> None:
+def build(base: str, image: str, force: bool) -> None:
     """Build the sandbox image without any container registry if need be."""
-    from codeens.sandbox.image import DEFAULT_IMAGE, ImageBuildError, build_image
+    from codeens.sandbox.image import ImageBuildError, build_image
 
     try:
-        how = build_image(image or DEFAULT_IMAGE, base=base, force=force, log=_log)
+        how = build_image(image, base=base, force=force, log=_log)
     except ImageBuildError as exc:
         raise click.ClickException(str(exc)) from exc
-    _log(f"sandbox image {image or DEFAULT_IMAGE}: {how}")
+    _log(f"sandbox image {image}: {how}")
 
 
 @sandbox.command()
 @click.argument("candidates", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--tests", "tests_path", required=True, type=click.Path(path_type=Path))
-@click.option(
-    "--timeout",
-    type=click.FloatRange(0.01, 3600.0),
-    callback=lambda _ctx, _param, value: _finite(value),
-    default=10.0,
-    show_default=True,
-    help="Seconds per candidate.",
-)
-@click.option(
-    "--memory", type=click.IntRange(32, 65536), default=512, show_default=True, help="Megabytes."
-)
-@click.option(
-    "--workers", type=click.IntRange(1, 64), default=2, show_default=True, help="Parallel runs."
-)
-@click.option("--backend", default="docker", show_default=True, help="docker or process.")
+@field_option("--timeout", field="sandbox.timeout", default="field")
+@field_option("--memory", field="sandbox.memory_mb", default="field")
+@field_option("--workers", field="sandbox.workers", default="field")
+@field_option("--backend", field="sandbox.backend", default="field", names=SANDBOXES)
 @click.option("--entry-point", default=None, help="Function that check(candidate) receives.")
-@click.option("--image", default=None, help="Sandbox image tag (docker backend).")
-@click.option("--db", type=click.Path(path_type=Path), default=None, help="SQLite log file.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per candidate.")
+@field_option(
+    "--image", model=DOCKER_OPTIONS, field="image", help="Sandbox image tag (docker backend)"
+)
+@shared_options("db", "json", json="One JSON object per candidate.")
 @click.pass_context
 def run(
     ctx: click.Context,
@@ -76,17 +68,28 @@ def run(
     as_json: bool,
 ) -> None:
     """Run each CANDIDATE file against the tests; exit 0 only if every one passed."""
+    from pydantic import ValidationError
+
+    from codeens.config import SandboxConfig
     from codeens.recorder import Recorder
     from codeens.registry import UnknownName
-    from codeens.sandbox.backends.base import SANDBOXES, Candidate
+    from codeens.sandbox.backends.base import Candidate
     from codeens.sandbox.errors import SandboxInputError
-    from codeens.sandbox.results import Limits, Verdict
+    from codeens.sandbox.results import Verdict
     from codeens.sandbox.runner import run_all
     from codeens.sandbox.testfile import check_candidate_source, load_test_suite, read_python_source
     from codeens.storage import Store
+    from codeens.validation import first_error
 
     try:
-        factory = SANDBOXES.get(backend)
+        settings = SandboxConfig(
+            backend=backend,
+            workers=workers,
+            timeout=timeout,
+            memory_mb=memory,
+            options={backend: {"image": image}} if image is not None else {},
+        )
+        warning = settings.warning()
         suite = load_test_suite(tests_path)
         items = []
         for path in candidates:
@@ -104,17 +107,15 @@ def run(
                     )
     except (SandboxInputError, UnknownName) as exc:
         raise InputError(str(exc)) from exc
+    except ValidationError as exc:
+        raise InputError(f"--image: {first_error(exc)}") from exc
 
-    limits = Limits(timeout=timeout, memory_mb=memory)
-    kwargs = {"image": image} if image and backend == "docker" else {}
     run_id = uuid.uuid4().hex[:12]
     recorder = Recorder(Store(db), run_id)
     all_passed = True
-    with factory(limits, workers, **kwargs) as box:
-        if backend == "process":
-            from codeens.sandbox.backends.process import host_warning
-
-            click.echo(host_warning(), err=True)
+    with settings.open() as box:
+        if warning is not None:
+            click.echo(warning, err=True)
         for result in run_all(box, items, suite, entry_point):
             recorder.execution(result)
             all_passed &= result.verdict is Verdict.PASSED
@@ -153,12 +154,6 @@ def _print_human(result: object) -> None:
         if test.outcome != "passed":
             last = test.message.strip().splitlines()[-1:] or [""]
             click.echo(f"    {test.outcome}: {test.name}: {last[0]}")
-
-
-def _finite(value: float) -> float:
-    if not math.isfinite(value):
-        raise click.BadParameter("must be a finite number of seconds")
-    return value
 
 
 def _log(message: str) -> None:

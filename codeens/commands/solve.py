@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from codeens.commands.options import SANDBOXES, STRATEGIES, field_option, shared_options
 from codeens.errors import InputError
 
 
@@ -26,31 +27,18 @@ from codeens.errors import InputError
     default=None,
     help="Comma-separated model names from the config (default: all).",
 )
-@click.option(
-    "--samples",
-    type=click.IntRange(1, 200),
-    default=None,
-    help="Candidates per model (default from config: 4).",
-)
-@click.option("--strategy", "strategy_name", default=None, help="See `codeens strategies`.")
-@click.option("--seed", type=int, default=None, help="Base sampling seed.")
-@click.option("--backend", default=None, help="Sandbox backend: docker or process.")
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Config file (default: ./codeens.toml, else the embedded models).",
-)
+@field_option("--samples", field="samples")
+@field_option("--strategy", "strategy_name", field="strategy", names=STRATEGIES)
+@field_option("--seed", field="seed")
+@field_option("--backend", field="sandbox.backend", names=SANDBOXES)
+@shared_options("config")
 @click.option(
     "--out",
     type=click.Path(path_type=Path),
     default=None,
     help="Write the solution here instead of stdout.",
 )
-@click.option("--db", type=click.Path(path_type=Path), default=None, help="SQLite log file.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object with everything.")
-@click.option("--quiet", is_flag=True, help="No progress display.")
+@shared_options("db", "json", "quiet", json="One JSON object with everything.")
 @click.pass_context
 def solve(
     ctx: click.Context,
@@ -72,6 +60,7 @@ def solve(
     Exit code 0 when every stub is solved (the chosen candidate passes every visible test),
     1 when not, 2 for bad input.
     """
+    from codeens.commands.options import config_overrides
     from codeens.config import ConfigError, load_config
     from codeens.models import locate
     from codeens.models.parts import AssemblyError
@@ -83,24 +72,17 @@ def solve(
     from codeens.strategies.base import StrategyCannotRun
 
     try:
-        config, _ = load_config(config_path)
-        overrides: dict[str, Any] = {}
-        if seed is not None:
-            overrides["seed"] = seed
-        if backend is not None:
-            overrides["sandbox"] = config.sandbox.model_copy(update={"backend": backend})
-        config = config.model_copy(update=overrides)
+        config = config_overrides(load_config(config_path)[0])
         names = [n.strip() for n in model_names.split(",") if n.strip()] if model_names else []
         models = [config.model(n) for n in names] if names else list(config.models)
-        strategy = load_strategy(strategy_name or config.strategy, config)
-        from codeens.sandbox.backends.base import SANDBOXES
-
-        SANDBOXES.get(config.sandbox.backend)
+        strategy = load_strategy(config.strategy, config)
+        warning = config.sandbox.warning()
         problem = load_problem(problem_path, list(extra_tests))
         locate.prepare([m.location for m in models])
     except (ConfigError, ProblemError, UnknownName, AssemblyError) as exc:
         raise InputError(str(exc)) from exc
-    _warn_backend(config.sandbox.backend)
+    if warning is not None:
+        click.echo(warning, err=True)
 
     store = Store(db)
     try:
@@ -133,14 +115,6 @@ def solve(
         for line in summary_lines(report):
             click.echo(line, err=True)
     ctx.exit(0 if report.status == "solved" else 1)
-
-
-def _warn_backend(backend: str) -> None:
-    """The process backend always says, in one line, what it cannot contain."""
-    if backend == "process":
-        from codeens.sandbox.backends.process import host_warning
-
-        click.echo(host_warning(), err=True)
 
 
 def summary_lines(report: Any) -> list[str]:

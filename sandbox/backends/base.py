@@ -6,11 +6,14 @@ import hashlib
 import json
 import weakref
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
 
 from codeens.registry import Registry
 from codeens.sandbox.results import ExecutionResult, Limits, TestOutcome, Verdict
@@ -141,11 +144,28 @@ def parse_report(
     return base
 
 
+class NoOptions(BaseModel):
+    """The options of a backend that has none of its own."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
 class Sandbox(ABC):
-    """Runs one candidate at a time per call; implementations must be thread-safe."""
+    """Runs one candidate at a time per call; implementations must be thread-safe.
+
+    A backend's own settings are its nested ``Options`` model (``[sandbox.options.NAME]``
+    in codeens.toml); :func:`open_sandbox` passes each field to the constructor as a
+    keyword argument, after ``limits`` and ``workers``.
+    """
 
     name: ClassVar[str]
     isolation: ClassVar[str]
+    Options: ClassVar[type[BaseModel]] = NoOptions
+
+    @classmethod
+    def warning(cls) -> str | None:
+        """One line to show whenever this backend is chosen (what it cannot contain)."""
+        return None
 
     def __init__(self, limits: Limits, workers: int = 1) -> None:
         self.limits = limits
@@ -198,3 +218,17 @@ def close_open_sandboxes() -> None:
 
 
 SANDBOXES: Registry[type[Sandbox]] = Registry("codeens.sandboxes", "sandbox backend")
+
+
+def backend_options(backend: str, options: Mapping[str, object]) -> BaseModel:
+    """``options`` validated by the backend's ``Options``: UnknownName for an unknown
+    backend, pydantic's ValidationError for unusable options."""
+    return SANDBOXES.get(backend).Options.model_validate(dict(options))
+
+
+def open_sandbox(
+    backend: str, limits: Limits, workers: int, options: Mapping[str, object]
+) -> Sandbox:
+    """A sandbox of the named backend with its validated options (see :class:`Sandbox`)."""
+    settings = backend_options(backend, options)
+    return SANDBOXES.get(backend)(limits, workers, **dict(settings))

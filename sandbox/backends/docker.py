@@ -20,6 +20,8 @@ import time
 import uuid
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from codeens.sandbox.backends.base import (
     Candidate,
     Sandbox,
@@ -98,6 +100,11 @@ class DockerSandbox(Sandbox):
 
     name = "docker"
     isolation = "docker (no network, read-only root, uid 65534, no capabilities)"
+
+    class Options(BaseModel):
+        model_config = ConfigDict(extra="forbid", frozen=True)
+
+        image: str = Field(DEFAULT_IMAGE, min_length=1, description="Sandbox image tag.")
 
     def __init__(self, limits: Limits, workers: int = 1, image: str = DEFAULT_IMAGE) -> None:
         super().__init__(limits, workers)

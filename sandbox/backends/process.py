@@ -92,6 +92,10 @@ class ProcessSandbox(Sandbox):
     name = "process"
     isolation = "process (weaker isolation than docker; each result says what held)"
 
+    @classmethod
+    def warning(cls) -> str | None:
+        return host_warning()
+
     def __init__(self, limits: Limits, workers: int = 1) -> None:
         super().__init__(limits, workers)
         slots = claim_uids(self.workers) if os.geteuid() == 0 else []
