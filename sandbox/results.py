@@ -42,9 +42,10 @@ class TestOutcome:
     isolation: str = "in-process"
 
 
-@dataclass
+@dataclass(frozen=True)
 class ExecutionResult:
-    """Everything measured about one candidate run."""
+    """Everything measured about one candidate run (a value: build a changed copy with
+    ``dataclasses.replace``)."""
 
     candidate: str
     verdict: Verdict

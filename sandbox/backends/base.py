@@ -7,7 +7,7 @@ import json
 import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 from types import TracebackType
@@ -127,27 +127,35 @@ def parse_report(
     except ValueError:
         report = None
     if not isinstance(report, dict):
-        base.message = "no report from the test driver (the candidate killed it?)"
-        return base
+        return replace(base, message="no report from the test driver (the candidate killed it?)")
     tests = [TestOutcome(**t) for t in report.get("tests", [])]
     verdict = Verdict(report["verdict"])
     message = str(report.get("message", ""))
     if verdict is Verdict.PASSED and len(tests) != len(suite.cases):
         verdict, message = Verdict.FAILED, "test count mismatch"
-    base.verdict = verdict
-    base.message = message
-    base.tests = tests
-    base.tests_passed = sum(1 for t in tests if t.outcome == "passed")
-    base.exit_status = report.get("exit_status")
-    base.resources = dict(report.get("resources", {}))
-    base.output = str(report.get("output", ""))
-    return base
+    return replace(
+        base,
+        verdict=verdict,
+        message=message,
+        tests=tests,
+        tests_passed=sum(1 for t in tests if t.outcome == "passed"),
+        exit_status=report.get("exit_status"),
+        resources=dict(report.get("resources", {})),
+        output=str(report.get("output", "")),
+    )
 
 
 class NoOptions(BaseModel):
     """The options of a backend that has none of its own."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def host_timeout(result: ExecutionResult) -> ExecutionResult:
+    """``result`` as a timeout the host enforced (the driver never reported)."""
+    return replace(
+        result, verdict=Verdict.TIMEOUT, message="deadline exceeded (enforced by the host)"
+    )
 
 
 class Sandbox(ABC):

@@ -27,11 +27,12 @@ from codeens.sandbox.backends.base import (
     Sandbox,
     driver_input,
     driver_source,
+    host_timeout,
     parse_report,
 )
 from codeens.sandbox.errors import SandboxUnavailable
 from codeens.sandbox.image import DEFAULT_IMAGE
-from codeens.sandbox.results import ExecutionResult, Limits, Verdict
+from codeens.sandbox.results import ExecutionResult, Limits
 from codeens.sandbox.testfile import TestSuite
 
 SANDBOX_USER = "65534:65534"
@@ -254,10 +255,7 @@ class DockerSandbox(Sandbox):
         result = parse_report(
             out, candidate, suite, self.name, self.isolation, time.monotonic() - started
         )
-        if timed_out:
-            result.verdict = Verdict.TIMEOUT
-            result.message = "deadline exceeded (enforced by the host)"
-        return result
+        return host_timeout(result) if timed_out else result
 
 
 class _Slot:

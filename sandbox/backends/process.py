@@ -32,6 +32,7 @@ from codeens.sandbox.backends.base import (
     Sandbox,
     driver_input,
     driver_source,
+    host_timeout,
     parse_report,
 )
 from codeens.sandbox.backends.confine import (
@@ -48,7 +49,7 @@ from codeens.sandbox.backends.confine import (
     proc_per_mount,
     user_tasks,
 )
-from codeens.sandbox.results import ExecutionResult, Limits, Verdict
+from codeens.sandbox.results import ExecutionResult, Limits
 from codeens.sandbox.testfile import TestSuite
 
 GRACE_S = 2.0
@@ -195,9 +196,7 @@ class ProcessSandbox(Sandbox):
             result = parse_report(
                 b"", candidate, suite, self.name, launch.isolation, time.monotonic() - started
             )
-            result.verdict = Verdict.TIMEOUT
-            result.message = "deadline exceeded (enforced by the host)"
-            return result
+            return host_timeout(result)
         return parse_report(
             out, candidate, suite, self.name, launch.isolation, time.monotonic() - started
         )
