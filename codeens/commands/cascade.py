@@ -27,6 +27,7 @@ from typing import Any
 
 import click
 
+from codeens.commands.options import shared_options
 from codeens.errors import InputError
 
 TestRow = tuple[str, str, str]  # name, outcome, message
@@ -189,8 +190,7 @@ def cascade() -> None:
 
 
 @cascade.command("calibrate")
-@click.option("--db", type=click.Path(path_type=Path), default=None, help="SQLite log file.")
-@click.option("--config", "config_path", type=click.Path(path_type=Path), help="Config file.")
+@shared_options("db", "config")
 @click.option("--target", type=click.FloatRange(0, 1), default=0.9, help="Pass rate (0.9).")
 @click.option("--grid", default="0.1..1.0", help="LOW..HIGH[:STEP] or a,b,c (0.1..1.0).")
 @click.option(
@@ -200,7 +200,7 @@ def cascade() -> None:
     help="Judge each simulated answer on one held-out visible test (leave-one-out); "
     "plain visible-test pass cannot tell thresholds apart.",
 )
-@click.option("--json", "as_json", is_flag=True, help="One JSON object.")
+@shared_options("json")
 def calibrate(
     db: Path | None,
     config_path: Path | None,
@@ -216,13 +216,16 @@ def calibrate(
     from codeens.storage import Store
     from codeens.storage.db import default_db_path
     from codeens.strategies.cascade import Budget, Cascade, order_models
+    from codeens.validation import first_error
 
     values = parse_grid(grid)
     try:
         config, _ = load_config(config_path)
         options = Cascade.Options.model_validate(config.strategies.get("cascade", {}))
-    except (ConfigError, ValidationError) as exc:
-        raise InputError(str(exc).splitlines()[0]) from exc
+    except ValidationError as exc:
+        raise InputError(f"config [strategies.cascade] {first_error(exc)}") from exc
+    except ConfigError as exc:
+        raise InputError(str(exc)) from exc
     models = [m.name for m in order_models(config.models)]
     if len(models) < 2:
         raise InputError(f"cascade needs at least two models; {len(models)} configured")

@@ -9,7 +9,14 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from codeens.commands.options import STRATEGIES, field_option, shared_options
+from codeens.commands.options import (
+    BENCHMARKS,
+    STRATEGIES,
+    ListsNames,
+    field_option,
+    registry_names,
+    shared_options,
+)
 from codeens.errors import InputError
 
 if TYPE_CHECKING:
@@ -20,7 +27,7 @@ def _names(text: str | None) -> list[str]:
     return [n.strip() for n in (text or "").split(",") if n.strip()]
 
 
-@click.command("eval")
+@click.command("eval", cls=ListsNames, lists={"Benchmarks": BENCHMARKS})
 @click.argument("benchmark", required=False)
 @click.option("--split", default=None, help="test (default), validation, train, prompt, ...")
 @click.option("--limit", type=click.IntRange(1), default=None, help="The first N problems.")
@@ -30,7 +37,7 @@ def _names(text: str | None) -> list[str]:
     "--strategies",
     "strategy_names",
     names=STRATEGIES,
-    help="Comma-separated, of {names} (default: the config's strategy)",
+    help="Comma-separated, any of {names} (default: the config's strategy)",
 )
 @field_option("--samples", field="samples")
 @field_option("--workers", field="sandbox.workers")
@@ -61,7 +68,7 @@ def eval_command(
     as_json: bool,
     quiet: bool,
 ) -> None:
-    """Evaluate on BENCHMARK (humaneval or mbpp): every model samples once, every strategy
+    """Evaluate on BENCHMARK (names below): every model samples once, every strategy
     chooses from those samples on the visible tests, the hidden tests score the choice.
 
     Interrupted runs continue with --resume RUN_ID. `codeens report RUN_ID` writes the
@@ -83,7 +90,8 @@ def eval_command(
             raise InputError(f"eval run {run.id} already finished: codeens report {run.id}")
     else:
         if benchmark is None:
-            raise InputError("give a BENCHMARK (humaneval or mbpp) or --resume RUN_ID")
+            names = " or ".join(registry_names(BENCHMARKS))
+            raise InputError(f"give a BENCHMARK ({names}) or --resume RUN_ID")
         spec = _spec(benchmark, click.get_current_context().params)
         run = runner.start(spec, store)
     _prepare(runner.spec_of(run))

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import click
 
+from codeens.commands.options import shared_options
 from codeens.errors import InputError
 
 
 @click.group("logs", invoke_without_command=True)
-@click.option("--db", type=click.Path(path_type=Path), default=None, help="SQLite log file.")
+@shared_options("db")
 @click.option("-n", "--limit", type=click.IntRange(1, 10000), default=20, show_default=True)
 @click.option("--all", "everything", is_flag=True, help="Also the per-problem runs of eval runs.")
 @click.pass_context
@@ -32,7 +33,7 @@ def logs(ctx: click.Context, db: Path | None, limit: int, everything: bool) -> N
 
 @logs.command("show")
 @click.argument("run_id")
-@click.option("--json", "as_json", is_flag=True)
+@shared_options("json")
 @click.pass_obj
 def show(db: Path | None, run_id: str, as_json: bool) -> None:
     """Show one run: its generations, executions and decisions."""

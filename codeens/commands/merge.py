@@ -6,10 +6,11 @@ from pathlib import Path
 
 import click
 
+from codeens.commands.options import MERGE_METHODS, ListsNames, shared_options
 from codeens.errors import InputError
 
 
-@click.command("merge")
+@click.command("merge", cls=ListsNames, lists={"Merge methods": MERGE_METHODS})
 @click.argument("recipe_path", metavar="RECIPE.yaml", type=click.Path(path_type=Path))
 @click.option(
     "--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Output directory."
@@ -22,15 +23,13 @@ from codeens.errors import InputError
     show_default=True,
     help="Largest output shard, in MiB.",
 )
-@click.option("--db", type=click.Path(path_type=Path), default=None, help="SQLite log file.")
-@click.option("--quiet", is_flag=True, help="No progress or summary on stderr.")
+@shared_options("db", "quiet", quiet="No progress or summary on stderr.")
 def merge(
     recipe_path: Path, out_dir: Path, seed: int, max_shard_size: float, db: Path | None, quiet: bool
 ) -> None:
-    """Merge the models of RECIPE.yaml (linear, task_arithmetic, ties, dare_linear,
-    dare_ties, slerp; mergekit's recipe format) into DIR, loadable with
-    AutoModelForCausalLM and usable as a `transformers` model in codeens.toml. The
-    lineage goes to the log and to DIR/codeens_lineage.json."""
+    """Merge the models of RECIPE.yaml (mergekit's recipe format; methods below) into
+    DIR, loadable with AutoModelForCausalLM and usable as a `transformers` model in
+    codeens.toml. The lineage goes to the log and to DIR/codeens_lineage.json."""
     import json
 
     from codeens.merging.engine import merge as run_merge

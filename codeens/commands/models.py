@@ -8,12 +8,12 @@ from typing import Any
 
 import click
 
+from codeens.commands.options import shared_options
 from codeens.errors import InputError
 
 
 @click.command("models")
-@click.option("--config", "config_path", type=click.Path(path_type=Path), default=None)
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per model and line.")
+@shared_options("config", "json", json="One JSON object per model and line.")
 def models_command(config_path: Path | None, as_json: bool) -> None:
     """List the configured models (the embedded default without a config), then every
     embedded model with its size, quantisation, licence and whether its file is ready.

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from codeens.commands.options import shared_options
 from codeens.errors import InputError
 
 
@@ -29,7 +30,7 @@ def moe() -> None:
     show_default=True,
     help="Largest safetensors shard.",
 )
-@click.option("--db", type=click.Path(path_type=Path), default=None, help="SQLite log file.")
+@shared_options("db")
 def build(
     recipe_path: Path, out_dir: Path, force: bool, max_shard_mb: int, db: Path | None
 ) -> None:

@@ -66,11 +66,11 @@ class FieldOption(click.Option):
     """An option that sets one field of a pydantic model (by default :class:`Config`).
 
     ``field`` is a dotted path from the model ("samples", "sandbox.workers"). With
-    ``default="config"`` the option's default is None (the config file's value applies)
-    and the help says what the model's default is; with ``default="field"`` the field's
-    default is the option's. ``names``: a ``"module:REGISTRY"`` whose names the help
-    lists (at ``{names}`` in the help, else at its end). Without ``field`` the option only
-    lists ``names``.
+    ``default="config"`` the option's default is None (the config file's value, else the
+    model's default, applies) and the help says what the model's default is; with
+    ``default="field"`` the field's default is the option's. ``names``: a
+    ``"module:REGISTRY"`` whose names the help lists (at ``{names}`` in the help, else at
+    its end). Without ``field`` the option only lists ``names``.
     """
 
     def __init__(
@@ -110,7 +110,8 @@ class FieldOption(click.Option):
         if self.default_from == "field":
             self.default = default
         elif default is not None:
-            text += f" (default from config: {default})"
+            where = "from config: " if self.model == CONFIG else ""
+            text += f" (default {where}{default})"
         self.help = f"{text}." if text else None
 
     def handle_parse_result(
@@ -197,3 +198,18 @@ class FiniteFloatRange(click.FloatRange):
         if not math.isfinite(number):
             self.fail("must be a finite number", param, ctx)
         return number
+
+
+class ListsNames(click.Command):
+    """A command whose help ends with the names of registries (``lists``: a heading for
+    each ``"module:REGISTRY"``), read only when that help is shown."""
+
+    def __init__(self, *args: Any, lists: dict[str, str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lists = lists
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        for heading, ref in self.lists.items():
+            with formatter.section(heading):
+                formatter.write_text(", ".join(registry_names(ref)))
+        super().format_epilog(ctx, formatter)

@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from codeens.commands.options import shared_options
 from codeens.errors import InputError
 
 
@@ -26,7 +27,7 @@ from codeens.errors import InputError
     required=True,
     help="Folder for report.md, report.html and plots/.",
 )
-@click.option("--db", type=click.Path(path_type=Path), default=None, help="SQLite log file.")
+@shared_options("db")
 def report(run_id: str | None, compare: tuple[str, str] | None, out: Path, db: Path | None) -> None:
     """Write the report of eval run RUN_ID (an unfinished run gives a partial report)."""
     from codeens.evals import report as reports

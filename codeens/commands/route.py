@@ -6,7 +6,10 @@ from pathlib import Path
 
 import click
 
+from codeens.commands.options import field_option, shared_options
 from codeens.errors import InputError
+
+ROUTE_OPTIONS = "codeens.strategies.route:RouteOptions"
 
 
 @click.group("route")
@@ -16,21 +19,14 @@ def route() -> None:
 
 @route.command("explain")
 @click.argument("problem_path", metavar="PROBLEM", type=click.Path(path_type=Path))
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Config file (default: ./codeens.toml, else the embedded models).",
-)
-@click.option("--db", type=click.Path(path_type=Path), default=None, help="SQLite log file.")
-@click.option("--k", type=click.IntRange(1), default=None, help="Neighbours (default: 5).")
-@click.option(
+@shared_options("config", "db")
+@field_option("--k", model=ROUTE_OPTIONS, field="k", help="Neighbours")
+@field_option(
     "--lambda",
     "willingness_to_pay",
-    type=click.FloatRange(0),
-    default=None,
-    help="Willingness to pay per unit of P(success) (default: 1.0).",
+    model=ROUTE_OPTIONS,
+    field="willingness_to_pay",
+    help="Willingness to pay per unit of P(success)",
 )
 def explain(
     problem_path: Path,
@@ -43,22 +39,20 @@ def explain(
     the model `route` would choose. Options default to [strategies.route] in the config."""
     from pydantic import ValidationError
 
-    from codeens.config import ConfigError, load_config
+    from codeens.config import ConfigError, load_config, override
     from codeens.encoders import EncoderUnavailable
     from codeens.problem import ProblemError, load_problem
     from codeens.storage import Store
     from codeens.strategies.route import RouteOptions, fallback_words, plan_route
+    from codeens.validation import first_error
 
     try:
         config, _ = load_config(config_path)
         options = RouteOptions.model_validate(dict(config.strategies.get("route", {})))
-        overrides = {"k": k, "willingness_to_pay": willingness_to_pay}
-        options = options.model_copy(update={n: v for n, v in overrides.items() if v is not None})
+        options = override(options, {"k": k, "willingness_to_pay": willingness_to_pay})
         problem = load_problem(problem_path)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise InputError(f"config [strategies.route] {where}: {first['msg']}") from exc
+        raise InputError(f"config [strategies.route] {first_error(exc)}") from exc
     except (ConfigError, ProblemError) as exc:
         raise InputError(str(exc)) from exc
     store = Store(db)
