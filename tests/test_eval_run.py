@@ -16,6 +16,7 @@ import signal
 import sqlite3
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -106,13 +107,19 @@ class Spy(Strategy):
         return Decision(best, {"seen": len(Spy.seen)})
 
 
+@pytest.fixture
+def spy() -> Iterator[type[Spy]]:
+    """``Spy`` registered as ``spy`` for one test only."""
+    Spy.seen = []
+    with STRATEGIES.registered("spy", Spy):
+        yield Spy
+
+
 @pytest.mark.parametrize(("benchmark", "ids"), [("humaneval", HUMANEVAL_IDS), ("mbpp", MBPP_IDS)])
 def test_no_strategy_ever_sees_a_hidden_test(
-    tmp_path: Path, sandbox_image: str, benchmark: str, ids: list[str]
+    tmp_path: Path, sandbox_image: str, spy: type[Spy], benchmark: str, ids: list[str]
 ) -> None:
     config_path = setup_replay(tmp_path, benchmark, ids)
-    STRATEGIES.register("spy", Spy)
-    Spy.seen = []
     from codeens.config import load_config
 
     config, _ = load_config(config_path)
