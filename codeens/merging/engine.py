@@ -19,10 +19,17 @@ from typing import Any
 
 from codeens.merging.base import METHODS, MergeMethod, ParameterDef, TensorInputs
 from codeens.merging.recipe import ModelEntry, Recipe, RecipeError, layer_position, lookup
-from codeens.merging.tensors import DTYPE_NAMES, SAFETENSORS_DTYPES, Checkpoint, ShardWriter
 from codeens.models.base import ModelUnavailable
 from codeens.models.checkpoint import checkpoint_dir
 from codeens.registry import UnknownName
+from codeens.tensors_io import (
+    DTYPE_NAMES,
+    SAFETENSORS_DTYPES,
+    Checkpoint,
+    CheckpointError,
+    PlanEntry,
+    ShardWriter,
+)
 
 LINEAGE_FILE = "codeens_lineage.json"
 DEFAULT_SHARD_BYTES = 2 * 1024**3
@@ -76,8 +83,8 @@ def merge(
     entries = recipe.entries(layers)
     inputs, base = _split(method, recipe, entries)
     _check_parameters(method, recipe, entries)
-    checkpoints = [Checkpoint(_resolve(e.model)) for e in inputs]
-    base_ckpt = Checkpoint(_resolve(base)) if base is not None else None
+    checkpoints = [_open(e.model) for e in inputs]
+    base_ckpt = _open(base) if base is not None else None
     everyone = ([base_ckpt] if base_ckpt else []) + checkpoints
     plan = _plan(everyone, recipe.output_dtype)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -108,7 +115,7 @@ def merge(
     for ckpt in everyone:
         ckpt.close()
     dtype = DTYPE_NAMES[plan[0][2]]
-    _copy_side_files(everyone[0].directory, out_dir, dtype)
+    _copy_side_files(everyone[0].folder, out_dir, dtype)
     result = MergeResult(
         model_dir=str(out_dir.resolve()),
         method=method.name,
@@ -137,9 +144,9 @@ def _sources(
     """The recipe's references with the directories they resolved to, base first."""
     out = []
     if base is not None and base_ckpt is not None:
-        out.append({"model": base, "path": str(base_ckpt.directory), "role": "base"})
+        out.append({"model": base, "path": str(base_ckpt.folder), "role": "base"})
     for entry, ckpt in zip(inputs, checkpoints, strict=True):
-        out.append({"model": entry.model, "path": str(ckpt.directory), "role": "input"})
+        out.append({"model": entry.model, "path": str(ckpt.folder), "role": "input"})
     return out
 
 
@@ -147,6 +154,13 @@ def _resolve(reference: str) -> Path:
     try:
         return checkpoint_dir(reference)
     except ModelUnavailable as exc:
+        raise RecipeError(f"model {reference!r}: {exc}") from exc
+
+
+def _open(reference: str) -> Checkpoint:
+    try:
+        return Checkpoint(_resolve(reference))
+    except CheckpointError as exc:
         raise RecipeError(f"model {reference!r}: {exc}") from exc
 
 
@@ -200,9 +214,7 @@ def _values(
     return values
 
 
-def _plan(
-    checkpoints: list[Checkpoint], dtype: str | None
-) -> list[tuple[str, tuple[int, ...], str]]:
+def _plan(checkpoints: list[Checkpoint], dtype: str | None) -> list[PlanEntry]:
     """(name, shape, safetensors dtype) of every output tensor, checking the inputs agree."""
     first = checkpoints[0]
     for other in checkpoints[1:]:
@@ -210,23 +222,21 @@ def _plan(
             if first.config.get(key) != other.config.get(key):
                 raise RecipeError(
                     f"architectures differ: {key} {first.config.get(key)!r} in "
-                    f"{first.directory} but {other.config.get(key)!r} in {other.directory}"
+                    f"{first.folder} but {other.config.get(key)!r} in {other.folder}"
                 )
-        missing = set(first.names) ^ set(other.names)
+        missing = set(first.names()) ^ set(other.names())
         if missing:
             name = sorted(missing)[0]
-            raise RecipeError(
-                f"tensor {name} is in one of {first.directory}, {other.directory} only"
-            )
+            raise RecipeError(f"tensor {name} is in one of {first.folder}, {other.folder} only")
     plan = []
-    for name in first.names:
+    for name in first.names():
         code, shape = first.info(name)
         for other in checkpoints[1:]:
             other_shape = other.info(name)[1]
             if other_shape != shape:
                 raise RecipeError(
-                    f"shape mismatch for {name}: {list(shape)} in {first.directory}, "
-                    f"{list(other_shape)} in {other.directory}"
+                    f"shape mismatch for {name}: {list(shape)} in {first.folder}, "
+                    f"{list(other_shape)} in {other.folder}"
                 )
         if code not in DTYPE_NAMES:
             raise RecipeError(f"tensor {name} has dtype {code}: only floating weights merge")

@@ -13,7 +13,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from codeens.errors import first_line
 from codeens.moe import gates as gating
 from codeens.moe import mixtral
 from codeens.moe.recipe import MoEError, Recipe
-from codeens.moe.tensors import Checkpoint, ShardWriter
+from codeens.tensors_io import SAFETENSORS_DTYPES, Checkpoint, CheckpointError, ShardWriter
 
 LINEAGE_FILE = "codeens_lineage.json"
 # Everything a tokenizer or generation needs, copied from the base model as it is.
@@ -75,7 +75,10 @@ def build_moe(
     layers, hidden = base_config["num_hidden_layers"], base_config["hidden_size"]
     dtype = recipe.dtype or _dtype_of(base_config)
 
-    gates = gating.gate_weights(recipe, base_dir, layers, hidden)
+    try:
+        gates = gating.gate_weights(recipe, base_dir, layers, hidden)
+    except CheckpointError as exc:
+        raise MoEError(str(exc)) from exc
     cosines = gating.max_cosines(gates)
     warnings = []
     close = [i for i, c in enumerate(cosines) if c > gating.COLLINEAR_COSINE]
@@ -99,11 +102,16 @@ def build_moe(
             base_config, len(recipe.experts), recipe.experts_per_token, dtype
         )
         config.save_pretrained(str(partial))
-        writer = ShardWriter(partial, max_shard_bytes)
         tied = bool(base_config.get("tie_word_embeddings"))
-        sources = [Checkpoint(d) for d in expert_dirs]
-        for name, tensor in mixtral.moe_tensors(Checkpoint(base_dir), sources, gates, tied):
-            writer.add(name, tensor.to(out_dtype))
+        # A first pass on meta tensors plans the shards; the second streams the data.
+        code = SAFETENSORS_DTYPES[dtype]
+        plan = [
+            (name, tuple(tensor.shape), code)
+            for name, tensor in _layout(base_dir, expert_dirs, gates, tied, meta=True)
+        ]
+        writer = ShardWriter(partial, plan, max_shard_bytes)
+        for name, tensor in _layout(base_dir, expert_dirs, gates, tied, meta=False):
+            writer.write(name, tensor.to(out_dtype))
         shards = writer.finish()
         for name in TOKENIZER_FILES:
             if (base_dir / name).is_file():
@@ -113,10 +121,20 @@ def build_moe(
         lineage["parameters"]["bytes"] = writer.total_bytes
         (partial / LINEAGE_FILE).write_text(json.dumps(lineage, indent=2) + "\n")
         partial.rename(out_dir)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(partial, ignore_errors=True)
+        if isinstance(exc, CheckpointError):
+            raise MoEError(str(exc)) from exc
         raise
     return Built(out_dir, lineage, tuple(warnings), time.monotonic() - started)
+
+
+def _layout(
+    base_dir: Path, expert_dirs: list[Path], gates: Any, tied: bool, *, meta: bool
+) -> Iterator[tuple[str, Any]]:
+    """The MoE checkpoint's (name, tensor) pairs in write order; shapes only when ``meta``."""
+    experts = [Checkpoint(d, meta=meta) for d in expert_dirs]
+    return mixtral.moe_tensors(Checkpoint(base_dir, meta=meta), experts, gates, tied)
 
 
 def _source(location: str, recipe_dir: Path | None, dtype: str | None) -> Path:
