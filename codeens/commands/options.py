@@ -90,29 +90,34 @@ class FieldOption(click.Option):
         self.model = model
         self.default_from = default
         self.registry = names
+        self.description = self.help or ""
+        self.field_default: object = None
         self._resolved = False
 
     def _resolve(self) -> None:
-        """Type, limits, default and help from the field, the first time they are needed."""
+        """Type, limits and default from the field, the first time they are needed."""
         if self._resolved:
             return
         self._resolved = True
-        text = (self.help or "").rstrip(".")
-        default = None
         if self.field is not None:
             info = field_info(self.model, self.field)
             self.type = click_type(info)
-            default = info.get_default(call_default_factory=True)
-            text = text or (info.description or "").rstrip(".")
+            self.field_default = info.get_default(call_default_factory=True)
+            self.description = self.description or (info.description or "")
+            if self.default_from == "field":
+                self.default = self.field_default
+
+    def _help(self) -> str | None:
+        """The help: the field's description (or the given help), the registry's names as
+        they are now, and the model's default when the config decides."""
+        text = self.description.rstrip(".")
         if self.registry is not None:
             names = ", ".join(registry_names(self.registry))
             text = text.format(names=names) if "{names}" in text else f"{text}: {names}"
-        if self.default_from == "field":
-            self.default = default
-        elif default is not None:
-            where = "from config: " if self.model == CONFIG else ""
-            text += f" (default {where}{default})"
-        self.help = f"{text}." if text else None
+        if self.default_from == "config" and self.field_default is not None:
+            label = "default from config" if self.model == CONFIG else "default"
+            text += f" ({label}: {self.field_default})"
+        return f"{text}." if text else None
 
     def handle_parse_result(
         self, ctx: click.Context, opts: Any, args: list[str]
@@ -122,6 +127,7 @@ class FieldOption(click.Option):
 
     def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
         self._resolve()
+        self.help = self._help()
         return super().get_help_record(ctx)
 
     def shell_complete(self, ctx: click.Context, incomplete: str) -> Any:

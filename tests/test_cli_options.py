@@ -1,0 +1,119 @@
+"""Command-line options that come from the config models and the registries."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from codeens.cli import COMMANDS, cli
+from codeens.config import Config, SandboxConfig
+from codeens.strategies.base import STRATEGIES
+from codeens.strategies.vote import Vote
+from conftest import run_cli
+
+
+def invoke(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+def every_command() -> list[tuple[str, click.Command]]:
+    found = []
+    ctx = click.Context(cli)
+    for name in COMMANDS:
+        command = cli.get_command(ctx, name)
+        assert command is not None
+        subcommands = command.commands if isinstance(command, click.Group) else {}
+        found += [(name, command)]
+        found += [(f"{name} {sub}", c) for sub, c in subcommands.items()]
+    return found
+
+
+def test_top_level_help_imports_no_config_model(tmp_path: Path) -> None:
+    code = (
+        "import sys, contextlib\nimport codeens.cli\n"
+        "with contextlib.suppress(SystemExit):\n    codeens.cli.main(['--help'])\n"
+        "print(sorted(m for m in ('pydantic', 'codeens.config') if m in sys.modules))\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True
+    )
+    assert run.stdout.splitlines()[-1] == "[]"
+
+
+@pytest.mark.parametrize("command", ["solve", "eval", "precommit"])
+def test_samples_has_the_limits_of_the_config_field(command: str) -> None:
+    field = Config.model_fields["samples"]
+    low = next(m.ge for m in field.metadata if hasattr(m, "ge"))
+    high = next(m.le for m in field.metadata if hasattr(m, "le"))
+    extra = ["problem.py"] if command == "solve" else []
+    for bad in (low - 1, high + 1):
+        code, output = invoke(command, *extra, "--samples", str(bad))
+        assert code == 2 and f"{low}<=x<={high}" in output, output
+    code, output = invoke(command, "--help")
+    assert f"(default from config: {field.default})" in output
+
+
+def test_sandbox_run_defaults_are_the_config_defaults() -> None:
+    code, output = invoke("sandbox", "run", "--help")
+    defaults = SandboxConfig()
+    assert code == 0
+    for option, value in (
+        ("--timeout", defaults.timeout),
+        ("--memory", defaults.memory_mb),
+        ("--workers", defaults.workers),
+    ):
+        line = " ".join(output.split(option, 1)[1].split("--", 1)[0].split())
+        assert f"default: {value};" in line, line
+
+
+def test_help_lists_what_is_registered_now() -> None:
+    with STRATEGIES.registered("zztestvote", Vote):
+        _, output = invoke("solve", "--help")
+        assert "zztestvote" in output
+    _, output = invoke("solve", "--help")
+    assert "zztestvote" not in output
+    assert all(name in " ".join(output.split()) for name in STRATEGIES.names())
+    _, output = invoke("eval", "--help")
+    assert "humaneval, mbpp" in output
+
+
+def test_shared_options_are_one_declaration() -> None:
+    """--db, --config, --json and --quiet mean the same wherever a command has them."""
+    seen: dict[str, set[str]] = {}
+    for name, command in every_command():
+        for param in command.params:
+            for opt in set(param.opts) & {"--db", "--config", "--json", "--quiet"}:
+                seen.setdefault(opt, set()).add(name)
+                expected = {"--db": "db", "--config": "config_path", "--json": "as_json"}
+                assert param.name == expected.get(opt, "quiet"), (name, opt)
+                if opt in ("--db", "--config"):
+                    assert isinstance(param.type, click.Path) and param.default is None
+                else:
+                    assert isinstance(param, click.Option) and param.is_flag
+    assert len(seen["--db"]) == 10 and len(seen["--config"]) == 6
+
+
+def test_overrides_reach_the_config_and_fail_in_one_line(tmp_path: Path) -> None:
+    proc = run_cli("solve", "missing.py", "--backend", "dockr", cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "Error: unknown sandbox backend 'dockr' (known: docker, process); did you mean 'docker'?"
+    ]
+    proc = run_cli("eval", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "Error: give a BENCHMARK (humaneval or mbpp) or --resume RUN_ID"
+
+
+def test_image_is_an_option_of_the_docker_backend_only(tmp_path: Path) -> None:
+    (tmp_path / "c.py").write_text("def f():\n    return 1\n")
+    (tmp_path / "t.py").write_text("assert f() == 1\n")
+    args = ("sandbox", "run", "c.py", "--tests", "t.py", "--backend", "process")
+    proc = run_cli(*args, "--image", "x:1", cwd=tmp_path)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert "--image" in proc.stderr and "unknown key 'image'" in proc.stderr
