@@ -117,3 +117,32 @@ def test_image_is_an_option_of_the_docker_backend_only(tmp_path: Path) -> None:
     proc = run_cli(*args, "--image", "x:1", cwd=tmp_path)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
     assert "--image" in proc.stderr and "unknown key 'image'" in proc.stderr
+
+
+def test_eval_tables_keep_long_names_on_one_aligned_row(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from codeens.commands.eval import print_tables
+
+    long_name = "qwen2.5-coder-1.5b-instruct-q4_k_m-local-copy"
+    model = {"pass@1": 0.5, "pass@1_ci": [0.25, 0.75], "codebleu": None, "codebertscore_f1": 0.8}
+    strategy = {
+        "pass@1": 2 / 3, "pass@1_ci": [1 / 3, 1.0], "oracle": 2 / 3, "selection_efficiency": 1.0,
+        "tokens": 12345, "cost": 0.000123, "latency_p50_s": None, "latency_p95_s": 2.5,
+    }  # fmt: skip
+    summary = {
+        "benchmark": "mbpp", "split": "test", "problems_done": 3, "problems_total": 3,
+        "samples": 4, "oracle": 2 / 3, "models": {long_name: model, "tiny": model},
+        "strategies": {"vote": strategy},
+    }  # fmt: skip
+    print_tables(summary)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "mbpp test: 3 of 3 problems, 4 samples per model, oracle 66.7%"
+    header, rows = lines[1], [line for line in lines if line.startswith((long_name, "tiny"))]
+    assert len(rows) == 2 and rows[0].split()[1:] == ["50.0", "25.0-75.0", "-", "0.800"]
+    end = header.index("pass@1") + len("pass@1")
+    assert [row.index("50.0") + len("50.0") for row in rows] == [end, end]  # right-aligned
+    strategy_row = next(line for line in lines if line.startswith("vote"))
+    assert strategy_row.split()[1:] == [
+        "66.7", "33.3-100.0", "66.7", "100.0", "12345", "0.000123", "-", "2.50",
+    ]  # fmt: skip

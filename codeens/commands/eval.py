@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -111,8 +112,7 @@ def eval_command(
     if as_json:
         click.echo(json.dumps(summary))
     else:
-        for line in table_lines(summary):
-            click.echo(line)
+        print_tables(summary)
 
 
 def _prepare(spec: EvalSpec) -> None:
@@ -185,30 +185,51 @@ def _num(value: float | None, digits: int = 3) -> str:
     return "-" if value is None or math.isnan(value) else f"{value:.{digits}f}"
 
 
-def table_lines(summary: dict[str, Any]) -> list[str]:
-    """The headline tables as plain text."""
-    lines = [
+def print_tables(summary: dict[str, Any]) -> None:
+    """The headline and the per-model and per-strategy tables, on stdout."""
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    # Piped output keeps whole rows (a table is never wider than its contents).
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 1000)
+    console.print(
         f"{summary['benchmark']} {summary['split']}: {summary['problems_done']} of "
         f"{summary['problems_total']} problems, {summary['samples']} samples per model, "
-        f"oracle {_pct(summary['oracle'])}%"
-    ]
-    lines.append(f"{'model':<16} {'pass@1':>7} {'95% CI':>13} {'CodeBLEU':>8} {'CBS-F1':>7}")
-    for name, row in summary["models"].items():
-        low, high = row["pass@1_ci"]
-        lines.append(
-            f"{name:<16} {_pct(row['pass@1']):>7} {_pct(low):>6}-{_pct(high):<6} "
-            f"{_num(row['codebleu']):>8} {_num(row['codebertscore_f1']):>7}"
-        )
-    lines.append(
-        f"{'strategy':<16} {'pass@1':>7} {'95% CI':>13} {'oracle':>7} {'effic.':>7} "
-        f"{'tokens':>8} {'cost':>10} {'p50 s':>7} {'p95 s':>7}"
+        f"oracle {_pct(summary['oracle'])}%",
+        markup=False,
     )
-    for name, row in summary["strategies"].items():
-        low, high = row["pass@1_ci"]
-        lines.append(
-            f"{name:<16} {_pct(row['pass@1']):>7} {_pct(low):>6}-{_pct(high):<6} "
-            f"{_pct(row['oracle']):>7} {_pct(row['selection_efficiency']):>7} "
-            f"{row['tokens']:>8} {_num(row['cost'], 6):>10} {_num(row['latency_p50_s'], 2):>7} "
-            f"{_num(row['latency_p95_s'], 2):>7}"
+    models = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    for header in ("model", "pass@1", "95% CI", "CodeBLEU", "CBS-F1"):
+        models.add_column(header, justify="left" if header == "model" else "right")
+    for name, row in summary["models"].items():
+        models.add_row(
+            name,
+            _pct(row["pass@1"]),
+            _interval(row["pass@1_ci"]),
+            _num(row["codebleu"]),
+            _num(row["codebertscore_f1"]),
         )
-    return lines
+    strategies = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    headers = ("strategy", "pass@1", "95% CI", "oracle", "effic.", "tokens", "cost")
+    for header in (*headers, "p50 s", "p95 s"):
+        strategies.add_column(header, justify="left" if header == "strategy" else "right")
+    for name, row in summary["strategies"].items():
+        strategies.add_row(
+            name,
+            _pct(row["pass@1"]),
+            _interval(row["pass@1_ci"]),
+            _pct(row["oracle"]),
+            _pct(row["selection_efficiency"]),
+            str(row["tokens"]),
+            _num(row["cost"], 6),
+            _num(row["latency_p50_s"], 2),
+            _num(row["latency_p95_s"], 2),
+        )
+    console.print(models)
+    console.print(strategies)
+
+
+def _interval(bounds: list[float | None]) -> str:
+    low, high = bounds
+    return f"{_pct(low)}-{_pct(high)}"
