@@ -8,20 +8,31 @@ an empty ``/work`` directory, label ``codeens.sandbox.image=1``):
 * ``debootstrap``: a minimal Debian root file system bootstrapped from the machine's own apt
   mirror and loaded with ``docker import``, for machines that reach no registry.
 
-Only the ``docker`` command line is used here, never the ``docker`` SDK, so importing this
-module costs nothing and works without the SDK installed.
+The engine is reached through the ``docker`` SDK, as the sandbox backend reaches it (same
+``DOCKER_HOST`` handling, typed errors instead of exit codes, no ``docker`` program needed);
+it is imported on first use, so importing this module costs nothing. The root file system
+itself is made by programs the SDK has no part in: debootstrap, and tar, whose output is
+streamed into the engine's import.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from codeens.errors import first_line
+
+if TYPE_CHECKING:
+    from docker import DockerClient
 
 # Bump the tag whenever the recipe changes, so existing machines build the new image.
 DEFAULT_IMAGE = "codeens-sandbox:2"
@@ -33,6 +44,7 @@ _PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _DEBIAN_SOURCES = Path("/etc/apt/sources.list.d/debian.sources")
 _SOURCES_LIST = Path("/etc/apt/sources.list")
 _PULL_TIMEOUT_S = 30.0
+_BUILD_TIMEOUT_S = 1800.0
 
 _DOCKERFILE = f"""\
 FROM {SLIM_BASE}
@@ -67,45 +79,42 @@ def docker_engine_hint() -> str:
     )
 
 
-def _docker_cli() -> str:
-    docker = shutil.which("docker")
-    if docker is None:
-        raise ImageBuildError(docker_engine_hint())
-    return docker
+@contextmanager
+def _engine(timeout: float = 60.0) -> Iterator[DockerClient]:
+    """A client of the local engine (``timeout``: seconds a reply may stay silent)."""
+    import docker
+    from docker.errors import DockerException
+
+    try:
+        client = docker.from_env(timeout=timeout)
+        client.ping()
+    except (DockerException, OSError) as exc:
+        raise ImageBuildError(docker_engine_hint()) from exc
+    try:
+        yield client
+    finally:
+        client.close()
 
 
 def image_exists(tag: str = DEFAULT_IMAGE) -> bool:
-    """Return whether the local Docker engine has an image called ``tag``."""
-    docker = shutil.which("docker")
-    if docker is None:
-        return False
+    """Return whether the local Docker engine answers and has an image called ``tag``."""
     try:
-        proc = subprocess.run(
-            [docker, "image", "inspect", tag],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            timeout=60,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
+        with _engine() as client:
+            return _image_id(client, tag) is not None
+    except ImageBuildError:
         return False
-    return proc.returncode == 0
 
 
-def _image_id(docker: str, tag: str) -> str | None:
+def _image_id(client: DockerClient, tag: str) -> str | None:
+    from docker.errors import DockerException, ImageNotFound
+
     try:
-        proc = subprocess.run(
-            [docker, "image", "inspect", "--format", "{{.Id}}", tag],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
+        image_id: str = client.images.get(tag).id
+    except ImageNotFound:
         return None
-    if proc.returncode != 0:
-        return None
-    return proc.stdout.strip() or None
+    except (DockerException, OSError) as exc:
+        raise ImageBuildError(f"cannot inspect image {tag}: {first_line(exc)}") from exc
+    return image_id
 
 
 def _first_uri_deb822(text: str) -> str | None:
@@ -181,45 +190,36 @@ def _last_line(output: str | None) -> str:
     return lines[-1] if lines else "no output"
 
 
-def _python_slim_available(docker: str, log: Callable[[str], None]) -> bool:
-    """Return whether ``python:3.11-slim`` is present or can be pulled quickly."""
-    if image_exists(SLIM_BASE):
+def _python_slim_available(client: DockerClient, log: Callable[[str], None]) -> bool:
+    """Return whether ``python:3.11-slim`` is present or can be pulled within 30 s."""
+    from docker.errors import DockerException
+
+    if _image_id(client, SLIM_BASE) is not None:
         return True
     log(f"checking whether a registry answers (docker pull {SLIM_BASE}) ...")
+    deadline = time.monotonic() + _PULL_TIMEOUT_S
     try:
-        proc = subprocess.run(
-            [docker, "pull", "-q", SLIM_BASE],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            stdin=subprocess.DEVNULL,
-            timeout=_PULL_TIMEOUT_S,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
+        with _engine(_PULL_TIMEOUT_S) as puller:
+            # Leaving the stream early closes the connection, which makes the engine stop.
+            for event in puller.api.pull(SLIM_BASE, stream=True, decode=True):
+                if "error" in event or time.monotonic() > deadline:
+                    return False
+    except (ImageBuildError, DockerException, OSError):  # requests' errors are OSErrors
         return False
-    return proc.returncode == 0
+    return _image_id(client, SLIM_BASE) is not None
 
 
-def _build_python_slim(docker: str, tag: str, log: Callable[[str], None]) -> None:
+def _build_python_slim(tag: str, log: Callable[[str], None]) -> None:
+    from docker.errors import DockerException
+
     with tempfile.TemporaryDirectory(prefix="codeens-image-") as context:
         (Path(context) / "Dockerfile").write_text(_DOCKERFILE, encoding="utf-8")
         log(f"docker build -t {tag} (FROM {SLIM_BASE}) ...")
-        _run([docker, "build", "-q", "-t", tag, context], "docker build", timeout=1800)
-
-
-def _engine_answers(docker: str) -> bool:
-    try:
-        proc = subprocess.run(
-            [docker, "info"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            stdin=subprocess.DEVNULL,
-            timeout=60,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return proc.returncode == 0
+        try:
+            with _engine(_BUILD_TIMEOUT_S) as builder:
+                builder.images.build(path=context, tag=tag, rm=True, forcerm=True)
+        except (DockerException, OSError) as exc:  # BuildError carries the failing step
+            raise ImageBuildError(f"docker build failed: {first_line(exc)}") from exc
 
 
 def _is_root() -> bool:
@@ -292,7 +292,11 @@ def _prune_rootfs(rootfs: Path) -> None:
     # interpreter start would compile the modules it imports again.
 
 
-def _import_rootfs(docker: str, rootfs: Path, tag: str) -> None:
+def import_rootfs(rootfs: Path, tag: str) -> None:
+    """Load the directory ``rootfs`` into the engine as image ``tag`` (``docker import``),
+    with the sandbox contract's environment, label and working directory."""
+    from docker.errors import DockerException
+
     changes = [
         f"ENV PATH={_PATH}",
         "ENV LANG=C.UTF-8",
@@ -300,42 +304,57 @@ def _import_rootfs(docker: str, rootfs: Path, tag: str) -> None:
         f"LABEL {IMAGE_LABEL}",
         "WORKDIR /work",
     ]
-    import_cmd = [docker, "import"]
-    for change in changes:
-        import_cmd += ["--change", change]
-    import_cmd += ["-", tag]
     tar_cmd = ["tar", "--numeric-owner", "-C", str(rootfs), "-c", "."]
-    with tempfile.TemporaryFile() as tar_err:
+    with _engine(_BUILD_TIMEOUT_S) as client, tempfile.TemporaryFile() as tar_err:
         try:
             tar = subprocess.Popen(
                 tar_cmd, stdout=subprocess.PIPE, stderr=tar_err, stdin=subprocess.DEVNULL
             )
         except FileNotFoundError as exc:
             raise ImageBuildError("tar is missing; install it to build the sandbox image") from exc
+        reply = ""
+        failure = ""
         try:
-            imported = subprocess.run(
-                import_cmd,
-                stdin=tar.stdout,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-                errors="replace",
-                timeout=1800,
-                check=False,
-            )
+            reply = client.api.import_image_from_stream(tar.stdout, repository=tag, changes=changes)
+        except (DockerException, OSError) as exc:
+            failure = first_line(exc)
         finally:
             if tar.stdout is not None:
                 tar.stdout.close()
             tar_rc = tar.wait()
-        if tar_rc != 0:
+        events = _events(reply)
+        # A tar killed by the pipe the engine closed did not cause the failure: report that.
+        if tar_rc > 0 or (tar_rc < 0 and not failure):
+            # The engine imports whatever part of the stream it got (nothing at all makes an
+            # empty image): the tag must not name it, or the next build would keep it.
+            for event in events:
+                if str(event.get("status", "")).startswith("sha256:"):
+                    with suppress(DockerException):
+                        client.images.remove(event["status"], force=True)
             tar_err.seek(0)
             message = _last_line(tar_err.read().decode("utf-8", "replace"))
             raise ImageBuildError(f"tar of the root file system failed: {message}")
-    if imported.returncode != 0:
-        raise ImageBuildError(f"docker import failed: {_last_line(imported.stdout)}")
+    errors = [" ".join(str(e["error"]).split()) for e in events if e.get("error")]
+    failure = failure or (errors[0] if errors else "")
+    if failure:
+        raise ImageBuildError(f"docker import failed: {failure}")
 
 
-def _build_debootstrap(docker: str, tag: str, log: Callable[[str], None]) -> None:
+def _events(reply: Any) -> list[dict[str, Any]]:
+    """The engine's JSON progress lines. An import that fails once its reply has begun still
+    answers HTTP 200, with the error in these lines; the last one names the new image."""
+    events = []
+    for line in str(reply or "").splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict):
+            events.append(event)
+    return events
+
+
+def _build_debootstrap(tag: str, log: Callable[[str], None]) -> None:
     if not _is_root():
         raise ImageBuildError(
             "Building the sandbox image with debootstrap needs root; run "
@@ -371,7 +390,7 @@ def _build_debootstrap(docker: str, tag: str, log: Callable[[str], None]) -> Non
                 raise ImageBuildError(f"the bootstrapped root file system lacks /{tool}")
         log(f"docker import -> {tag} ...")
         started = time.monotonic()
-        _import_rootfs(docker, rootfs, tag)
+        import_rootfs(rootfs, tag)
         log(f"docker import done in {time.monotonic() - started:.0f} s")
     finally:
         _remove_rootfs(parent, log)
@@ -392,31 +411,29 @@ def build_image(
     """
     if base not in ("auto", "python-slim", "debootstrap"):
         raise ImageBuildError(f"unknown base {base!r}; use auto, python-slim or debootstrap")
-    docker = _docker_cli()
-    if not _engine_answers(docker):
-        raise ImageBuildError(docker_engine_hint())
-    old_id = _image_id(docker, tag)
-    if old_id is not None and not force:
-        log(f"image {tag} already exists")
-        return "existing"
-    if base == "auto":
-        base = "python-slim" if _python_slim_available(docker, log) else "debootstrap"
-        log(f"building {tag} from {base}")
-    started = time.monotonic()
-    if base == "python-slim":
-        _build_python_slim(docker, tag, log)
-    else:
-        _build_debootstrap(docker, tag, log)
-    new_id = _image_id(docker, tag)
-    if new_id is None:
-        raise ImageBuildError(f"the build reported success but image {tag} is missing")
-    if old_id is not None and old_id != new_id:
-        # The replaced image is now untagged; drop it unless something still uses it.
-        subprocess.run(
-            [docker, "image", "rm", old_id],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            check=False,
-        )
+    from docker.errors import DockerException
+
+    with _engine() as client:
+        old_id = _image_id(client, tag)
+        if old_id is not None and not force:
+            log(f"image {tag} already exists")
+            return "existing"
+        if base == "auto":
+            base = "python-slim" if _python_slim_available(client, log) else "debootstrap"
+            log(f"building {tag} from {base}")
+        started = time.monotonic()
+        if base == "python-slim":
+            _build_python_slim(tag, log)
+        else:
+            _build_debootstrap(tag, log)
+        new_id = _image_id(client, tag)
+        if new_id is None:
+            raise ImageBuildError(f"the build reported success but image {tag} is missing")
+        if old_id is not None and old_id != new_id:
+            # The replaced image is now untagged; drop it unless something still uses it.
+            try:
+                client.images.remove(old_id)
+            except DockerException:
+                pass
     log(f"image {tag} built from {base} in {time.monotonic() - started:.0f} s")
     return base
