@@ -103,9 +103,10 @@ def _option_names(backend: str) -> set[str]:
     from codeens.sandbox.backends.base import SANDBOXES
 
     try:
-        return set(SANDBOXES.get(backend).Options.model_fields)
+        options = SANDBOXES.get(backend).Options
     except UnknownName:
         return set()
+    return set(options.model_fields) if options is not None else set()
 
 
 class Config(BaseModel):

@@ -79,8 +79,16 @@ def test_eval_scores_on_hidden_tests_and_reuses_generations(
             "SELECT candidate, count(*) FROM executions WHERE run_id = ? GROUP BY candidate",
             (summary["run_id"],),
         ).fetchall()
+        visible = conn.execute(
+            "SELECT code_hash, tests_hash, sum(cached_from IS NULL), count(*) FROM executions "
+            "WHERE run_id LIKE ? GROUP BY code_hash, tests_hash",
+            (summary["run_id"] + "-%",),
+        ).fetchall()
     # One generation per (model, problem, sample), every strategy served from the log.
     assert len(originals) == 2 * 3 * SAMPLES and {n for _, n in originals} == {1}
+    # The sandbox ran each program once per suite; the other strategy's uses were reused.
+    assert visible and {ran for _, _, ran, _ in visible} == {1}
+    assert sum(n for *_, n in visible) > len(visible)
     assert len(hidden) == 6 and {n for _, n in hidden} == {1}, "each program once"
     # `codeens logs` lists the eval run; its per-problem runs only with --all.
     listed = run_cli("logs", "--db", str(db), cwd=tmp_path).stdout.splitlines()

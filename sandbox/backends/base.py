@@ -11,13 +11,14 @@ from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 from types import TracebackType
-from typing import Any, ClassVar
-
-from pydantic import BaseModel, ConfigDict
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from codeens.registry import Registry
 from codeens.sandbox.results import ExecutionResult, Limits, TestOutcome, Verdict
 from codeens.sandbox.testfile import TestCase, TestSuite
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 CANDIDATE_FILENAME = "<candidate>"
 
@@ -145,12 +146,6 @@ def parse_report(
     )
 
 
-class NoOptions(BaseModel):
-    """The options of a backend that has none of its own."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
 def host_timeout(result: ExecutionResult) -> ExecutionResult:
     """``result`` as a timeout the host enforced (the driver never reported)."""
     return replace(
@@ -163,12 +158,14 @@ class Sandbox(ABC):
 
     A backend's own settings are its nested ``Options`` model (``[sandbox.options.NAME]``
     in codeens.toml); :func:`open_sandbox` passes each field to the constructor as a
-    keyword argument, after ``limits`` and ``workers``.
+    keyword argument, after ``limits`` and ``workers``. A backend without settings leaves
+    ``Options`` None, so this module and the process backend need no pydantic (a system
+    Python can run them).
     """
 
     name: ClassVar[str]
     isolation: ClassVar[str]
-    Options: ClassVar[type[BaseModel]] = NoOptions
+    Options: ClassVar[type[BaseModel] | None] = None
 
     @classmethod
     def warning(cls) -> str | None:
@@ -231,7 +228,19 @@ SANDBOXES: Registry[type[Sandbox]] = Registry("codeens.sandboxes", "sandbox back
 def backend_options(backend: str, options: Mapping[str, object]) -> BaseModel:
     """``options`` validated by the backend's ``Options``: UnknownName for an unknown
     backend, pydantic's ValidationError for unusable options."""
-    return SANDBOXES.get(backend).Options.model_validate(dict(options))
+    model = SANDBOXES.get(backend).Options or _no_options()
+    return model.model_validate(dict(options))
+
+
+@cache
+def _no_options() -> type[BaseModel]:
+    """The options of a backend that has none of its own: any key is unknown."""
+    from pydantic import BaseModel, ConfigDict
+
+    class NoOptions(BaseModel):
+        model_config = ConfigDict(extra="forbid", frozen=True)
+
+    return NoOptions
 
 
 def open_sandbox(
