@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from codeens.errors import first_line
+
 if TYPE_CHECKING:
     import torch
 
@@ -205,8 +207,7 @@ def _load(spec: str) -> Encoder:
     try:
         tokenizer, model = _from_pretrained(str(path) if local else location, local)
     except Exception as exc:  # transformers raises many kinds: report any as one line
-        lines = str(exc).strip().splitlines()
-        reason = lines[0][:300] if lines else type(exc).__name__
+        reason = first_line(exc)[:300]
         raise EncoderUnavailable(f"cannot load encoder {spec!r}: {reason}") from exc
     finally:
         if bar:

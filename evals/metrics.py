@@ -40,7 +40,7 @@ def bootstrap_ci(
     if len(values) == 1:
         return (float(values[0]), float(values[0]))
     import numpy as np
-    from scipy.stats import bootstrap  # type: ignore[import-untyped]  # no stubs shipped
+    from scipy.stats import bootstrap
 
     result = bootstrap(
         (np.asarray(values, dtype=float),),

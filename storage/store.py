@@ -8,8 +8,8 @@ from pathlib import Path
 from sqlalchemy import func, or_, text
 from sqlmodel import Session, SQLModel, col, select
 
-from codeens.storage.migrations import apply as apply_migrations
 from codeens.storage.db import default_db_path, make_engine
+from codeens.storage.migrations import apply as apply_migrations
 from codeens.storage.models import Decision, Execution, Generation, Lineage, Problem, Run
 
 

@@ -29,6 +29,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from codeens.errors import first_line
 from codeens.sandbox.errors import SandboxInputError
 from codeens.sandbox.results import Verdict
 from codeens.sandbox.testfile import parse_test_suite
@@ -168,8 +169,7 @@ def _consensus(codes: list[str]) -> tuple[list[float] | None, str]:
         module = importlib.import_module("codeens.strategies.codebertscore")
         scores = [float(s) for s in module.consensus_scores(codes)]
     except Exception as exc:  # missing module, model or dependency: use the fallback
-        lines = str(exc).strip().splitlines()
-        return None, f"{type(exc).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+        return None, f"{type(exc).__name__}: {first_line(exc)}"
     if len(scores) != len(codes) or not all(math.isfinite(s) for s in scores):
         return None, "consensus_scores returned an unusable result"
     return scores, ""

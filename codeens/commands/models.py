@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from codeens.commands.options import shared_options
-from codeens.errors import InputError
+from codeens.errors import InputError, first_line
 
 
 @click.command("models")
@@ -55,7 +55,7 @@ def _configured_row(model: Any) -> dict[str, Any]:
     except UnknownName as exc:
         ok, why = False, str(exc)
     except Exception as exc:
-        ok, why = False, str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        ok, why = False, first_line(exc)
     return {
         "name": model.name,
         "backend": model.backend,

@@ -22,9 +22,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from codeens.moe.recipe import Expert, MoEError, Recipe, first_line
-from codeens.moe.tensors import Checkpoint
+from codeens.errors import first_line
+from codeens.moe.recipe import Expert, MoEError, Recipe
 from codeens.registry import Registry, UnknownName
+from codeens.tensors_io import Checkpoint
 
 GateMode = Callable[[Recipe, Path, int, int], Any]
 """(recipe, base model directory, layers, hidden size) -> (layers, experts, hidden) rows."""

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from codeens.moe.recipe import MoEError
-from codeens.moe.tensors import Checkpoint
+from codeens.tensors_io import Checkpoint
 
 DENSE_TYPES = ("llama", "mistral")
 # Dense config keys that mean the same in a Mixtral config.

@@ -24,7 +24,6 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from codeens.errors import first_line as first_line  # gates.py still imports it from here
 from codeens.validation import load_yaml, parse_yaml
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from codeens.errors import first_line
 from codeens.sandbox.backends.base import (
     Candidate,
     Sandbox,
@@ -139,7 +140,7 @@ class DockerSandbox(Sandbox):
             client = docker.from_env(timeout=30)
             client.ping()
         except DockerException as exc:
-            self._ready_error = f"Docker engine not reachable ({_first_line(exc)})"
+            self._ready_error = f"Docker engine not reachable ({first_line(exc)})"
             return
         try:
             client.images.get(self.image)
@@ -149,7 +150,7 @@ class DockerSandbox(Sandbox):
             )
             return
         except DockerException as exc:
-            self._ready_error = f"Docker engine error ({_first_line(exc)})"
+            self._ready_error = f"Docker engine error ({first_line(exc)})"
             return
         self._client = client
         reap_stale(client)
@@ -237,7 +238,7 @@ class DockerSandbox(Sandbox):
             out, timed_out = slot.server.request(payload, self.limits.timeout + GRACE_S)
         except (DockerException, OSError) as exc:
             self._discard(slot)
-            return self.infra_error(candidate, suite, f"sandbox failure: {_first_line(exc)}")
+            return self.infra_error(candidate, suite, f"sandbox failure: {first_line(exc)}")
         if timed_out:
             # The driver did not answer in time: stop everything the sandbox uid runs
             # (driver included) from outside, and start a fresh driver next time.
@@ -387,8 +388,3 @@ def reap_stale(client: Any) -> int:
         except Exception:
             pass
     return removed
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
