@@ -12,7 +12,7 @@ import dataclasses
 import hashlib
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -29,7 +29,7 @@ from codeens.recorder import Recorder
 from codeens.sandbox.backends.base import Sandbox
 from codeens.sandbox.results import ExecutionResult
 from codeens.sandbox.testfile import TestSuite, parse_test_suite
-from codeens.strategies.interface import Answers, Candidate, LogReader, Sample
+from codeens.strategies.interface import Answers, Candidate, LogReader, Question, Sample
 from codeens.stub import Stub
 
 
@@ -220,28 +220,18 @@ class SolveContext:
             known = Candidate(sample.code_hash, sample.code, program, origin=origin)
         self._pool[sample.code_hash] = dataclasses.replace(known, samples=(*known.samples, sample))
 
-    def ask(
-        self,
-        model: ModelConfig,
-        n: int,
-        prompt: Prompt,
-        *,
-        purpose: str,
-        params: SamplingParams | None = None,
-        keep: Callable[[str], str | None] | None = None,
-    ) -> Answers:
-        """``n`` answers seeded from the run seed (the same question, the same answers),
-        logged under ``<target>/<purpose>``. A model that fails here is not a run failure:
-        it may still be fine for candidates."""
+    def ask(self, model: ModelConfig, question: Question) -> Answers:
+        """Answers seeded from the run seed (the same question, the same answers). A model
+        that fails here is not a run failure: it may still be fine for candidates."""
         if model.name in self._failures:
             return Answers(model.name, error=self._failures[model.name])
-        got = self._call(model, n, prompt, self.config.seed, params, purpose)
+        q = question
+        got = self._call(model, q.n, q.prompt, self.config.seed, q.params, q.purpose)
         if isinstance(got, str):
             return Answers(model.name, error=got)
-        samples = tuple(
-            Sample(model, g, keep(g.text) if keep else None, origin=purpose) for g in got
-        )
-        self._services.recorder.samples(samples, f"{self._target}/{purpose}")
+        keep = q.keep or (lambda _text: None)
+        samples = tuple(Sample(model, g, keep(g.text), origin=q.purpose) for g in got)
+        self._services.recorder.samples(samples, f"{self._target}/{q.purpose}")
         return Answers(model.name, samples)
 
     def sample_all(self) -> list[Candidate]:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from codeens.models.base import Prompt
 from codeens.prompts import MAX_TESTS_SHOWN, context_before
-from codeens.strategies.interface import Context
+from codeens.strategies.interface import Context, Question
 
 if TYPE_CHECKING:
     from codeens.problem import Problem
@@ -159,7 +159,7 @@ def generate_tests(ctx: Context, n: int, samples: int) -> GeneratedTests:
             # The logged code holds the asserts taken from an answer (it is no candidate).
             return "\n".join(parse_tests(prefix + text, name)) or None
 
-        answers = ctx.ask(model, samples, prompt, purpose="tests", keep=asserts)
+        answers = ctx.ask(model, Question(prompt, "tests", samples, keep=asserts))
         if answers.error:
             out.sources.append(
                 {"model": model.name, "samples": 0, "kept": 0, "error": answers.error}

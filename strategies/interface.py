@@ -81,6 +81,19 @@ class Candidate:
 
 
 @dataclass(frozen=True)
+class Question:
+    """A request whose answers are no candidates: ``n`` completions of ``prompt``, logged
+    under ``<target>/<purpose>``; ``keep`` says what of each answer's text is logged as its
+    code (the asserts parsed from it, say)."""
+
+    prompt: Prompt
+    purpose: str
+    n: int = 1
+    params: SamplingParams | None = None
+    keep: Callable[[str], str | None] | None = None
+
+
+@dataclass(frozen=True)
 class Answers:
     """What one model said to a question that is not a candidate program (tests to write,
     a yes/no judgement): its samples, or why there are none."""
@@ -99,27 +112,14 @@ class Decision:
 
 
 class LogReader(Protocol):
-    """The history a strategy may read (routing and calibration learn from past runs)."""
+    """The history a strategy may read (routing learns from past runs): the reads of
+    :class:`codeens.storage.Store` it uses, nothing that writes."""
 
     def problems(self) -> dict[str, ProblemRow]: ...
-
-    def executions(
-        self,
-        run_id: str | None = None,
-        limit: int | None = 100,
-        *,
-        tests_hash: str | None = None,
-        target: str | None = None,
-        oldest_first: bool = False,
-    ) -> Sequence[Execution]: ...
-
-    def runs(self, limit: int | None = 20, *, children: bool = False) -> Sequence[Run]: ...
-
+    def executions(self, *, limit: int | None, oldest_first: bool) -> Sequence[Execution]: ...
+    def runs(self, *, limit: int | None, children: bool) -> Sequence[Run]: ...
     def generations_of(self, models: Sequence[str] | None) -> Sequence[Generation]: ...
-
-    def model_usage(
-        self, exclude_run: str | None = None
-    ) -> dict[str, tuple[float, float, float]]: ...
+    def model_usage(self, exclude_run: str | None) -> dict[str, tuple[float, float, float]]: ...
 
 
 class Context(Protocol):
@@ -166,18 +166,8 @@ class Context(Protocol):
     ) -> list[Candidate]:
         """``n`` samples of ``model``; the candidates they map to (newest values)."""
 
-    def ask(
-        self,
-        model: ModelConfig,
-        n: int,
-        prompt: Prompt,
-        *,
-        purpose: str,
-        params: SamplingParams | None = None,
-        keep: Callable[[str], str | None] | None = None,
-    ) -> Answers:
-        """``n`` answers to a question that is not a candidate; ``keep`` says what of each
-        answer's text is logged as its code (parsed tests, say)."""
+    def ask(self, model: ModelConfig, question: Question) -> Answers:
+        """Answers to a question that is not a candidate program."""
 
     def candidates(self) -> list[Candidate]: ...
 

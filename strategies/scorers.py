@@ -19,7 +19,7 @@ from typing import Literal
 from codeens.errors import first_line
 from codeens.models.base import Prompt
 from codeens.strategies.behaviour import behaviour_key, group_sizes
-from codeens.strategies.interface import Candidate, Context
+from codeens.strategies.interface import Candidate, Context, Question
 
 Raw = list[float | None]
 Rule = Literal["mean", "min", "uncertainty"]
@@ -109,7 +109,7 @@ def judge(
         params = model.sampling.model_copy(update={"max_tokens": JUDGE_MAX_TOKENS})
         for i, candidate in enumerate(candidates):
             prompt = judge_prompt(ctx.stub.prompt_text, candidate.code)
-            answers = ctx.ask(model, samples, prompt, purpose="judge", params=params)
+            answers = ctx.ask(model, Question(prompt, "judge", samples, params))
             if answers.error == "out of time":
                 notes.append("out of time: some candidates not judged")
                 break

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ import pytest
 from codeens.config import Config
 from codeens.extract import extract_function, normalize
 from codeens.generation import Generated
-from codeens.models.base import ModelConfig, Prompt, SamplingParams
+from codeens.models.base import ModelConfig, Prompt
 from codeens.problem import Problem, fill, load_problem
 from codeens.progress import Progress
 from codeens.prompts import solve_prompt
@@ -28,7 +28,14 @@ from codeens.sandbox.backends.process import ProcessSandbox
 from codeens.sandbox.results import ExecutionResult, Limits
 from codeens.sandbox.testfile import parse_test_suite
 from codeens.storage import Store
-from codeens.strategies.interface import Answers, Candidate, Context, LogReader, Sample
+from codeens.strategies.interface import (
+    Answers,
+    Candidate,
+    Context,
+    LogReader,
+    Question,
+    Sample,
+)
 from codeens.strategies.majority import Majority
 from codeens.strategies.vote import Vote
 from codeens.stub import Stub
@@ -77,16 +84,7 @@ class RecordedContext:
     ) -> list[Candidate]:
         raise AssertionError("nothing more was recorded")
 
-    def ask(
-        self,
-        model: ModelConfig,
-        n: int,
-        prompt: Prompt,
-        *,
-        purpose: str,
-        params: SamplingParams | None = None,
-        keep: Callable[[str], str | None] | None = None,
-    ) -> Answers:
+    def ask(self, model: ModelConfig, question: Question) -> Answers:
         raise AssertionError("nothing more was recorded")
 
     def candidates(self) -> list[Candidate]:
