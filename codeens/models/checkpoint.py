@@ -58,14 +58,7 @@ def dequantized(gguf: Path, dtype: str = "float32") -> tuple[Path, bool]:
     target = locate.cache_dir() / "transformers" / f"{digest.hexdigest()}-{dtype}"
     if (target / "config.json").exists():
         return target, True
-    try:
-        import torch
-        import transformers as _transformers
-    except ImportError as exc:
-        raise ModelUnavailable(
-            f"{exc.name} is not installed (pip install torch transformers)"
-        ) from exc
-    transformers: Any = _transformers  # its stubs disagree with its documented calls
+    torch, transformers = torch_and_transformers()
     partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
     shutil.rmtree(partial, ignore_errors=True)
     kwargs: dict[str, Any] = {"gguf_file": gguf.name}
@@ -91,6 +84,22 @@ def dequantized(gguf: Path, dtype: str = "float32") -> tuple[Path, bool]:
     except OSError:  # another process finished first; its copy is as good
         shutil.rmtree(partial, ignore_errors=True)
     return target, False
+
+
+def torch_and_transformers() -> tuple[Any, Any]:
+    """The torch and transformers modules, imported on first use.
+
+    Raises :class:`ModelUnavailable` naming the one that is missing. Both come back as
+    ``Any``: the transformers stubs disagree with its documented calls.
+    """
+    try:
+        import torch
+        import transformers
+    except ImportError as exc:
+        raise ModelUnavailable(
+            f"{exc.name} is not installed (pip install torch transformers)"
+        ) from exc
+    return torch, transformers
 
 
 @contextlib.contextmanager

@@ -102,14 +102,7 @@ class Transformers(Model):
     def _load_locked(self) -> None:
         if self._model is not None:
             return
-        try:
-            import torch
-            import transformers as _transformers
-        except ImportError as exc:
-            raise ModelUnavailable(
-                f"{exc.name} is not installed (pip install torch transformers)"
-            ) from exc
-        transformers: Any = _transformers  # its stubs disagree with its documented calls
+        torch, transformers = checkpoint.torch_and_transformers()
         source, gguf = self._source()
         dtype = getattr(torch, self.options.dtype)
         with checkpoint.quiet(transformers):
