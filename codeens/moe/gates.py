@@ -119,13 +119,7 @@ def _cheap_embed_rows(experts: tuple[Expert, ...], base_dir: Path) -> Any:
             vectors.append(embed[ids[0][keep]].mean(dim=0))
         return torch.stack(vectors).mean(dim=0)
 
-    rows = []
-    for expert in experts:
-        row = mean(expert.positive_prompts)
-        if expert.negative_prompts:
-            row = row - mean(expert.negative_prompts)
-        rows.append(row)
-    return _unit(torch.stack(rows))
+    return _unit(torch.stack(_expert_rows(experts, mean)))
 
 
 def _hidden_rows(experts: tuple[Expert, ...], base_dir: Path) -> Any:
@@ -160,16 +154,22 @@ def _hidden_rows(experts: tuple[Expert, ...], base_dir: Path) -> Any:
         return torch.stack(per_prompt).mean(dim=0)  # (layers, hidden)
 
     try:
-        rows = []
-        for expert in experts:
-            row = mean(expert.positive_prompts)
-            if expert.negative_prompts:
-                row = row - mean(expert.negative_prompts)
-            rows.append(row)
+        rows = _expert_rows(experts, mean)
     finally:
         for hook in hooks:
             hook.remove()
     return _unit(torch.stack(rows, dim=1))  # (layers, experts, hidden)
+
+
+def _expert_rows(experts: tuple[Expert, ...], mean: Callable[[tuple[str, ...]], Any]) -> list[Any]:
+    """Each expert's mean over its positive prompts, less the mean over its negative ones."""
+    rows = []
+    for expert in experts:
+        row = mean(expert.positive_prompts)
+        if expert.negative_prompts:
+            row = row - mean(expert.negative_prompts)
+        rows.append(row)
+    return rows
 
 
 def _capture(captured: list[Any], index: int) -> Any:
