@@ -25,6 +25,8 @@ from codeens.problem_tests import (
     part,
     test_file_parts,
 )
+from codeens.sandbox.errors import SandboxInputError
+from codeens.sandbox.testfile import read_python_text
 from codeens.stub import Stub
 from codeens.stub_header import adopt_stub_header
 
@@ -94,19 +96,9 @@ def _one_line(text: str) -> str:
 
 def _read(path: Path, what: str) -> str:
     try:
-        if not path.exists():
-            raise ProblemError(f"{what} {path}: no such file")
-        if not path.is_file():
-            raise ProblemError(f"{what} {path}: not a regular file")
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ProblemError(f"{what} {path}: cannot read ({_one_line(str(exc))})") from exc
-    if b"\x00" in data:
-        raise ProblemError(f"{what} {path}: binary file, not Python source")
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ProblemError(f"{what} {path}: not UTF-8 text") from exc
+        return read_python_text(path, what)
+    except SandboxInputError as exc:
+        raise ProblemError(str(exc)) from exc
 
 
 def _parse_checked(source: str, path: Path, what: str) -> Node:

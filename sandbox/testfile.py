@@ -291,22 +291,32 @@ def _used_elsewhere(tree: ast.Module, definition: ast.FunctionDef) -> bool:
     return False
 
 
-def read_python_source(path: Path, what: str) -> str:
-    """Read a Python file as UTF-8 text, with one clear error for each way it can be bad."""
-    if not path.exists():
-        raise SandboxInputError(f"{what} {path}: no such file")
-    if not path.is_file():
-        raise SandboxInputError(f"{what} {path}: not a regular file")
+def read_python_text(path: Path, what: str) -> str:
+    """Read a Python file as UTF-8 text (a BOM dropped), with one clear SandboxInputError
+    line for each way it can be bad; an empty file is read as "".
+
+    ``what`` names the file's role in the messages ("tests", "candidate", "problem").
+    """
     try:
+        if not path.exists():
+            raise SandboxInputError(f"{what} {path}: no such file")
+        if not path.is_file():
+            raise SandboxInputError(f"{what} {path}: not a regular file")
         data = path.read_bytes()
     except OSError as exc:
-        raise SandboxInputError(f"{what} {path}: cannot read ({exc.strerror})") from exc
+        reason = exc.strerror or type(exc).__name__
+        raise SandboxInputError(f"{what} {path}: cannot read ({reason})") from exc
     if b"\x00" in data:
         raise SandboxInputError(f"{what} {path}: binary file, not Python source")
     try:
-        text = data.decode("utf-8-sig")
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise SandboxInputError(f"{what} {path}: not UTF-8 text") from exc
+
+
+def read_python_source(path: Path, what: str) -> str:
+    """:func:`read_python_text` for a file that must hold code: an empty one is an error."""
+    text = read_python_text(path, what)
     if not text.strip():
         raise SandboxInputError(f"{what} {path}: empty file")
     return text
