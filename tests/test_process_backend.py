@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 
 import pytest
 
@@ -66,6 +67,24 @@ def test_process_backend_keeps_test_messages(box: ProcessSandbox) -> None:
     )
     assert [t.outcome for t in result.tests] == ["failed", "failed"]
     assert "6 == 5 is false" in result.tests[0].message
+
+
+def test_a_run_the_driver_never_reported_is_a_failure_or_the_hosts_timeout(
+    box: ProcessSandbox,
+) -> None:
+    # What every backend returns when the driver's report is missing: a failure, or when
+    # the host's deadline passed first, a timeout the host enforced; timed from the start.
+    suite = parse_test_suite(TESTS)
+    candidate = Candidate("c.py", CASES["correct"][0])
+    started = time.monotonic() - 1.5
+    late = box.report(b"", candidate, suite, started, timed_out=True, isolation="held: x")
+    assert late.verdict == "timeout"
+    assert late.message == "deadline exceeded (enforced by the host)"
+    assert (late.backend, late.isolation, late.tests_total) == ("process", "held: x", 2)
+    assert 1.5 <= late.duration < 60
+    silent = box.report(b"", candidate, suite, started)
+    assert silent.verdict == "failed" and "no report from the test driver" in silent.message
+    assert silent.isolation == box.isolation
 
 
 def test_isolation_names_what_the_mode_contains(box: ProcessSandbox) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
@@ -193,6 +194,31 @@ class Sandbox(ABC):
             candidate_hash=candidate.digest,
             tests_hash=suite.tests_hash,
         )
+
+    def report(
+        self,
+        raw: bytes,
+        candidate: Candidate,
+        suite: TestSuite,
+        started: float,
+        *,
+        timed_out: bool = False,
+        isolation: str | None = None,
+    ) -> ExecutionResult:
+        """The driver's output ``raw`` as this backend's result, timed from ``started``
+        (``time.monotonic()``); with ``timed_out``, a timeout the host enforced.
+
+        ``isolation`` replaces the backend's own when a run held more or less than that.
+        """
+        result = parse_report(
+            raw,
+            candidate,
+            suite,
+            self.name,
+            self.isolation if isolation is None else isolation,
+            time.monotonic() - started,
+        )
+        return host_timeout(result) if timed_out else result
 
     def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
         """Release containers or other resources."""

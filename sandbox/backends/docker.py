@@ -28,8 +28,6 @@ from codeens.sandbox.backends.base import (
     Sandbox,
     driver_input,
     driver_source,
-    host_timeout,
-    parse_report,
 )
 from codeens.sandbox.errors import SandboxUnavailable
 from codeens.sandbox.image import DEFAULT_IMAGE
@@ -253,10 +251,7 @@ class DockerSandbox(Sandbox):
             self._discard(slot)
             return self.infra_error(candidate, suite, "sandbox container died during the run")
         self._idle.put(slot)
-        result = parse_report(
-            out, candidate, suite, self.name, self.isolation, time.monotonic() - started
-        )
-        return host_timeout(result) if timed_out else result
+        return self.report(out, candidate, suite, started, timed_out=timed_out)
 
 
 class _Slot:

@@ -32,8 +32,6 @@ from codeens.sandbox.backends.base import (
     Sandbox,
     driver_input,
     driver_source,
-    host_timeout,
-    parse_report,
 )
 from codeens.sandbox.backends.confine import (
     INSIDE_WORKDIR,
@@ -193,13 +191,10 @@ class ProcessSandbox(Sandbox):
         except subprocess.TimeoutExpired:
             kill_session(proc.pid)
             proc.communicate()
-            result = parse_report(
-                b"", candidate, suite, self.name, launch.isolation, time.monotonic() - started
+            return self.report(
+                b"", candidate, suite, started, timed_out=True, isolation=launch.isolation
             )
-            return host_timeout(result)
-        return parse_report(
-            out, candidate, suite, self.name, launch.isolation, time.monotonic() - started
-        )
+        return self.report(out, candidate, suite, started, isolation=launch.isolation)
 
     def _start_confined(self, uid: int, python: str) -> _Launch:
         """As root: the driver enters its namespaces and drops to the slot uid (confine)."""
