@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import html
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,26 +30,42 @@ def _ci(pair: list[float | None]) -> str:
     return f"{pct(pair[0])} to {pct(pair[1])}"
 
 
+Column = tuple[str, str, Callable[[Any], str]]
+"""A per-name table column: its heading, the summary row's key, how the value is written."""
+
+
+def _per_name(first: str, rows: dict[str, dict[str, Any]], columns: list[Column]) -> Table:
+    """One line per model or strategy: its name, then each column's value from its row."""
+    head = [first, *[heading for heading, _, _ in columns]]
+    lines = []
+    for name, row in rows.items():
+        lines.append([name, *[cell(row.get(key)) for _, key, cell in columns]])
+    return head, lines
+
+
+def _cost(value: float | None) -> str:
+    return num(value, 6)
+
+
+def _seconds(value: float | None) -> str:
+    return num(value, 2)
+
+
+# The columns models and strategies share: the chosen program's score, then what it cost.
+_SCORE: list[Column] = [("pass@1 %", "pass@1", pct), ("95% CI", "pass@1_ci", _ci)]
+_SPENT: list[Column] = [("tokens", "tokens", str), ("cost", "cost", _cost)]
+
+
 def model_table(summary: dict[str, Any]) -> Table:
     ks = sorted({int(k[5:]) for row in summary["models"].values() for k in row if _is_k(k)})
-    head = ["model", "pass@1 %", "95% CI", *[f"pass@{k} %" for k in ks if k > 1]]
-    head += ["CodeBLEU", "CodeBERTScore F1", "code extracted %", "tokens", "cost"]
-    rows = []
-    for name, row in summary["models"].items():
-        rows.append(
-            [
-                name,
-                pct(row["pass@1"]),
-                _ci(row["pass@1_ci"]),
-                *[pct(row.get(f"pass@{k}")) for k in ks if k > 1],
-                num(row["codebleu"]),
-                num(row["codebertscore_f1"]),
-                pct(row["extracted"]),
-                str(row["tokens"]),
-                num(row["cost"], 6),
-            ]
-        )
-    return head, rows
+    columns: list[Column] = [*_SCORE, *[(f"pass@{k} %", f"pass@{k}", pct) for k in ks if k > 1]]
+    columns += [
+        ("CodeBLEU", "codebleu", num),
+        ("CodeBERTScore F1", "codebertscore_f1", num),
+        ("code extracted %", "extracted", pct),
+        *_SPENT,
+    ]
+    return _per_name("model", summary["models"], columns)
 
 
 def _is_k(key: str) -> bool:
@@ -56,26 +73,17 @@ def _is_k(key: str) -> bool:
 
 
 def strategy_table(summary: dict[str, Any]) -> Table:
-    head = ["strategy", "pass@1 %", "95% CI", "oracle %", "selection efficiency %"]
-    head += ["tokens", "cost", "p50 s", "p95 s", "escalated %", "errors"]
-    rows = []
-    for name, row in summary["strategies"].items():
-        rows.append(
-            [
-                name,
-                pct(row["pass@1"]),
-                _ci(row["pass@1_ci"]),
-                pct(row["oracle"]),
-                pct(row["selection_efficiency"]),
-                str(row["tokens"]),
-                num(row["cost"], 6),
-                num(row["latency_p50_s"], 2),
-                num(row["latency_p95_s"], 2),
-                pct(row["escalated"]) if row["escalated"] is not None else "-",
-                str(row["errors"]),
-            ]
-        )
-    return head, rows
+    columns: list[Column] = [
+        *_SCORE,
+        ("oracle %", "oracle", pct),
+        ("selection efficiency %", "selection_efficiency", pct),
+        *_SPENT,
+        ("p50 s", "latency_p50_s", _seconds),
+        ("p95 s", "latency_p95_s", _seconds),
+        ("escalated %", "escalated", pct),
+        ("errors", "errors", str),
+    ]
+    return _per_name("strategy", summary["strategies"], columns)
 
 
 def task_table(summary: dict[str, Any]) -> Table:
