@@ -70,24 +70,36 @@ class Generator:
     """
 
     def __init__(self, store: Store, run_id: str, *, charge_cached: bool = False) -> None:
+        from codeens.models.pool import ModelPool
+
         self.store = store
         self.run_id = run_id
         self.charge_cached = charge_cached
-        self._models: dict[str, Model] = {}
+        self._models: dict[str, Model] = {}  # one backend instance per configured name
+        # What they load, by what makes two loads the same: configured models over one
+        # file share one copy, freed by close().
+        self._pool = ModelPool()
         self._lock = threading.Lock()
 
     def for_run(self, run_id: str) -> Generator:
         """A generator logging under another run that shares this one's loaded models."""
         other = Generator(self.store, run_id, charge_cached=self.charge_cached)
         other._models = self._models
+        other._pool = self._pool
         other._lock = self._lock
         return other
 
     def model(self, config: ModelConfig) -> Model:
+        """The backend instance for ``config``, made on first use; it loads through this
+        generator's pool when it can (:class:`~codeens.models.pool.SharesLoads`)."""
+        from codeens.models.pool import SharesLoads
+
         with self._lock:
             if config.name not in self._models:
-                factory = MODELS.get(config.backend)
-                self._models[config.name] = factory(config)
+                model = MODELS.get(config.backend)(config)
+                if isinstance(model, SharesLoads):
+                    model.share_loads(self._pool)
+                self._models[config.name] = model
             return self._models[config.name]
 
     def sample(
@@ -160,6 +172,8 @@ class Generator:
         )
 
     def close(self) -> None:
+        """Close every backend instance, then free what they loaded."""
         for model in self._models.values():
             model.close()
         self._models.clear()
+        self._pool.close()

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from models_fixtures import ADD_PROMPT, SMOLLM2, llamacpp_config
 from pydantic import ValidationError
 
+from codeens.generation import Generator
 from codeens.models import ModelUnavailable, Prompt, SamplingParams
 from codeens.models.llamacpp import LlamaCpp
+from codeens.storage import Store
 
 pytest_plugins = ["models_fixtures"]
 
@@ -59,14 +63,47 @@ def test_greedy_generates_once_and_repeats(smollm2: LlamaCpp) -> None:
         assert (copy.input_tokens, copy.output_tokens, copy.extra["copy_of"]) == (0, 0, 0)
 
 
-def test_models_are_shared_per_process(smollm2: LlamaCpp) -> None:
-    """A second instance over the same file and options reuses the loaded model."""
-    other = LlamaCpp(llamacpp_config(SMOLLM2, chat=True, name="again", n_ctx=1024))
+def test_configured_models_over_one_file_share_one_load(
+    smollm2_file: object, tmp_path: Path
+) -> None:
+    """A generator loads a file once for every configured model over it (other names,
+    sampling, chat or base) and frees it when it closes; other options load again."""
+    hot = llamacpp_config(SMOLLM2, chat=True, name="hot", n_ctx=512)
+    cold = hot.model_copy(update={"name": "cold", "sampling": GREEDY})
+    base = llamacpp_config(SMOLLM2, chat=False, name="base", n_ctx=512)
+    wide = llamacpp_config(SMOLLM2, chat=True, name="wide", n_ctx=1024)
+    generator = Generator(Store(tmp_path / "log.db"), "run")
     try:
-        assert other._model() is smollm2._model()
+        models = [generator.model(c) for c in (hot, cold, base)]
+        assert len({id(m) for m in models}) == 3  # one backend per configured name
+        assert [m.complete(ADD_PROMPT, 1, GREEDY, seed=0)[0].text for m in models]
+        assert len(generator._pool) == 1
+        loaded = {id(m._model()) for m in models if isinstance(m, LlamaCpp)}
+        assert len(loaded) == 1
+        run = generator.for_run("other")
+        assert run.model(hot) is models[0]
+        run.model(wide).complete(ADD_PROMPT, 1, GREEDY, seed=0)
+        assert len(generator._pool) == 2
     finally:
-        other.close()
-    assert smollm2.complete(ADD_PROMPT, 1, GREEDY, seed=0)[0].text  # still loaded
+        generator.close()
+    assert len(generator._pool) == 0
+
+
+def test_an_instance_on_its_own_loads_and_frees_its_own(smollm2_file: object) -> None:
+    first = LlamaCpp(llamacpp_config(SMOLLM2, chat=True, name="a", n_ctx=512))
+    second = LlamaCpp(llamacpp_config(SMOLLM2, chat=True, name="b", n_ctx=512))
+    try:
+        assert first._model() is not second._model()
+        first.complete(ADD_PROMPT, 1, GREEDY, seed=0)
+        loaded = first._model()
+        assert loaded.decoder.layout is not None
+        first.close()
+        assert loaded.decoder.layout is None  # its context is freed
+        assert second.complete(ADD_PROMPT, 1, GREEDY, seed=0)[0].text  # the other is not
+        assert first.complete(ADD_PROMPT, 1, GREEDY, seed=0)[0].text  # loads again
+    finally:
+        first.close()
+        second.close()
 
 
 def test_logprobs_option_reports_a_mean(smollm2_file: object) -> None:

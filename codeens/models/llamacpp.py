@@ -1,8 +1,11 @@
 """GGUF models in process through llama-cpp-python.
 
-Loaded models are shared per process, keyed by (file, options): many :class:`LlamaCpp`
-instances over one file load it once, and the last :meth:`LlamaCpp.close` frees it. One
-``Llama`` is not thread-safe, so calls on a shared model are serialised by its lock.
+A loaded model is keyed by (file, options) in a :class:`~codeens.models.pool.ModelPool`:
+the :class:`~codeens.generation.Generator` hands its pool to every instance it makes, so
+configured models over one file (under other names, sampling or prices) load it once and
+the generator frees it; an instance used on its own loads into a pool of its own, freed by
+:meth:`LlamaCpp.close`. One ``Llama`` is not thread-safe, so calls on a shared model are
+serialised by its lock.
 
 The ``Llama`` object holds the weights, the vocabulary and the chat template; decoding runs
 in a context of codeens' own (:mod:`codeens.models.llamacpp_batch`) where the ``n`` samples
@@ -40,6 +43,7 @@ from codeens.models.base import (
 from codeens.models.llamacpp_batch import BatchDecoder
 from codeens.models.llamacpp_context import DecoderSettings
 from codeens.models.llamacpp_prompt import PromptRenderer
+from codeens.models.pool import ModelPool
 
 # The Llama's own context is never decoded in (codeens decodes in the BatchDecoder's), so
 # it is kept as small as llama.cpp allows instead of a second full-size KV cache.
@@ -56,15 +60,11 @@ class _Loaded:
     renderer: PromptRenderer
     decoder: BatchDecoder
     lock: threading.Lock = field(default_factory=threading.Lock)
-    users: int = 0
 
     def close(self) -> None:
-        self.decoder.close()  # its context goes before the model it was made from
-        self.llama.close()
-
-
-_LOADED: dict[tuple[str, str], _Loaded] = {}
-_LOADED_LOCK = threading.Lock()
+        with self.lock:  # not while another thread decodes with it
+            self.decoder.close()  # its context goes before the model it was made from
+            self.llama.close()
 
 
 class LlamaCpp(Model):
@@ -118,9 +118,17 @@ class LlamaCpp(Model):
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config)
+        self._pool = ModelPool()
+        self._own_pool = True
         self._loaded: _Loaded | None = None
-        self._key: tuple[str, str] | None = None
         self._lock = threading.Lock()
+
+    def share_loads(self, pool: ModelPool) -> None:
+        """Load through ``pool``, which its owner frees, instead of a pool of this model's."""
+        with self._lock:
+            if self._own_pool:
+                self._pool.close()  # anything loaded alone so far goes
+            self._pool, self._own_pool, self._loaded = pool, False, None
 
     def available(self) -> tuple[bool, str]:
         if importlib.util.find_spec("llama_cpp") is None:
@@ -129,19 +137,12 @@ class LlamaCpp(Model):
         return (not why, why)
 
     def _model(self) -> _Loaded:
-        with self._lock:  # one reference per instance, however many threads ask at once
-            if self._loaded is not None:
-                return self._loaded
-            path = locate.resolve(self.config.location)
-            key = (str(path.resolve()), self.options.model_dump_json())
-            with _LOADED_LOCK:
-                loaded = _LOADED.get(key)
-                if loaded is None:
-                    loaded = self._load(path)
-                    _LOADED[key] = loaded
-                loaded.users += 1
-            self._loaded, self._key = loaded, key
-            return loaded
+        with self._lock:  # one lookup per instance, however many threads ask at once
+            if self._loaded is None:
+                path = locate.resolve(self.config.location)
+                key = ("llamacpp", str(path.resolve()), self.options.model_dump_json())
+                self._loaded = self._pool.get(key, lambda: self._load(path))
+            return self._loaded
 
     def _load(self, path: Path) -> _Loaded:
         try:
@@ -207,18 +208,12 @@ class LlamaCpp(Model):
         return out
 
     def close(self) -> None:
+        """Free the model if this instance loaded it on its own; a shared pool's owner
+        frees what it holds."""
         with self._lock:
-            loaded, key = self._loaded, self._key
-            self._loaded = self._key = None
-        if loaded is None or key is None:
-            return
-        with _LOADED_LOCK:
-            loaded.users -= 1
-            if loaded.users > 0:
-                return
-            _LOADED.pop(key, None)
-        with loaded.lock:
-            loaded.close()
+            self._loaded = None
+            if self._own_pool:
+                self._pool.close()
 
 
 _SILENT: list[Any] = []
