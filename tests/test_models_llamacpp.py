@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -104,6 +107,39 @@ def test_an_instance_on_its_own_loads_and_frees_its_own(smollm2_file: object) ->
     finally:
         first.close()
         second.close()
+
+
+LOAD_SMOLLM2 = f"""
+from codeens.models import ModelConfig
+from codeens.models.llamacpp import LlamaCpp
+model = LlamaCpp(ModelConfig(name="m", backend="llamacpp", location={SMOLLM2!r}))
+model._model()
+model.close()
+"""
+
+
+@pytest.mark.parametrize(
+    ("policy", "spin"), [(None, "'1000'"), ("ACTIVE", "'30000000000'"), ("PASSIVE", "'0'")]
+)
+def test_waiting_threads_spin_briefly_unless_the_user_chose(
+    smollm2_file: object, tmp_path: Path, policy: str | None, spin: str
+) -> None:
+    """What the OpenMP runtime under llama.cpp read when it loaded, as it reports it."""
+    env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    env["OMP_DISPLAY_ENV"] = "VERBOSE"
+    if policy is not None:
+        env["OMP_WAIT_POLICY"] = policy
+    proc = subprocess.run(
+        [sys.executable, "-c", LOAD_SMOLLM2],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert f"GOMP_SPINCOUNT = {spin}" in proc.stderr
 
 
 def test_logprobs_option_reports_a_mean(smollm2_file: object) -> None:
