@@ -37,6 +37,7 @@ def generation_row(sample: Sample, run_id: str | None, target: str) -> Generatio
         latency_s=g.latency_s,
         cost=g.cost,
         cached_from=g.cached_from,
+        origin=sample.origin,
     )
 
 

@@ -207,3 +207,10 @@ def m005_execution_cached_from(conn: Connection) -> None:
     # A result reused from the execution cache (same program, suite, limits and backend)
     # is logged with the id of the execution that produced it, as generations are.
     conn.execute(text("ALTER TABLE executions ADD COLUMN cached_from INTEGER"))
+
+
+@migration
+def m006_generation_origin(conn: Connection) -> None:
+    # Which request of a strategy a candidate came from (a prompt variant, a MoA layer),
+    # so the value of each can be measured from the log. Older rows did not say: ''.
+    conn.execute(text("ALTER TABLE generations ADD COLUMN origin VARCHAR NOT NULL DEFAULT ''"))

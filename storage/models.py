@@ -100,6 +100,9 @@ class Generation(SQLModel, table=True):
     cost: float = 0.0
     cached_from: int | None = None
     error: str = ""
+    # What the strategy asked for: "sample", "prompt:plan", a MoA layer, a question's
+    # purpose ("tests"); '' in rows logged before it was recorded.
+    origin: str = ""
 
 
 class Decision(SQLModel, table=True):

@@ -263,3 +263,37 @@ def test_an_old_log_gets_target_and_code_hash_from_its_labels(tmp_path: Path) ->
         "cand.py": ("", ""),
     }
     assert [e.candidate for e in store.executions(target="add", limit=None)] == ["add#0123456789ab"]
+
+
+def test_an_old_log_keeps_its_generations_with_no_origin(tmp_path: Path) -> None:
+    """Generations logged before m006 did not say which request they answered: ''."""
+    db = tmp_path / "old.db"
+    names = [name for name, _fn in MIGRATIONS]
+    upto = names.index("m006_generation_origin")
+    with _sqlite(db) as conn:
+        conn.execute(
+            "CREATE TABLE _codeens_migrations (name VARCHAR PRIMARY KEY, applied_at DATETIME)"
+        )
+        conn.commit()
+    engine = make_engine(db)
+    with engine.begin() as conn:
+        for name, fn in MIGRATIONS[:upto]:
+            fn(conn)
+            conn.execute(text("INSERT INTO _codeens_migrations (name) VALUES (:n)"), {"n": name})
+        conn.execute(
+            text(
+                "INSERT INTO generations (created_at, run_id, target, model, backend, "
+                "request_key, prompt, params_json, seed, raw_output, input_tokens, "
+                "output_tokens, latency_s, cost, error) VALUES (CURRENT_TIMESTAMP, 'r', 'add', "
+                "'m', 'replay', 'k', 'p', '{}', 0, 'text', 1, 1, 0.0, 0.0, '')"
+            )
+        )
+    engine.dispose()
+    store = Store(db)
+    store.write(
+        Generation(
+            run_id="r", target="add", model="m", backend="replay", request_key="k2",
+            prompt="p", params_json="{}", seed=1, raw_output="t", origin="prompt:plan",
+        )
+    )  # fmt: skip
+    assert [g.origin for g in store.generations("r")] == ["", "prompt:plan"]
