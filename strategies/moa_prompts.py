@@ -144,12 +144,21 @@ def base_block(number: int, reference: Reference, max_chars: int) -> str:
 
 
 def layer_prompt(
-    problem: Problem, stub: Stub, tests: str, references: Sequence[Reference], max_chars: int
+    problem: Problem,
+    stub: Stub,
+    tests: str,
+    references: Sequence[Reference],
+    max_chars: int,
+    instruction: str = INSTRUCTION,
 ) -> Prompt:
-    """The prompt for a refining layer or the final aggregator, for chat and base models."""
+    """The prompt for a refining layer or the final aggregator, for chat and base models.
+
+    ``instruction`` opens the chat feedback (``{count}`` and ``{name}`` are filled in);
+    ``repair`` passes its own, for one program to fix rather than several to weigh.
+    """
     name = stub.name
     feedback = "\n\n".join(
-        [INSTRUCTION.format(count=len(references), name=name)]
+        [instruction.format(count=len(references), name=name)]
         + [chat_block(i, ref, max_chars) for i, ref in enumerate(references, 1)]
         + [CLOSING.format(name=name)]
     )
