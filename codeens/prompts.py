@@ -11,6 +11,10 @@ SYSTEM = (
     "implementations that pass their tests."
 )
 MAX_TESTS_SHOWN = 1500
+REPLY = (
+    "Reply with only one ```python code block holding the complete function, with "
+    "the imports and helper functions it needs; no tests, example usage or explanation."
+)
 
 
 def context_before(problem: Problem, stub: Stub) -> str:
@@ -20,13 +24,15 @@ def context_before(problem: Problem, stub: Stub) -> str:
     return before.rstrip() + "\n\n" if before.strip() else ""
 
 
-def solve_prompt(problem: Problem, stub: Stub, tests: str, feedback: str = "") -> Prompt:
-    """The prompt for one target function; ``feedback`` is extra context from a strategy."""
+def solve_prompt(
+    problem: Problem, stub: Stub, tests: str, feedback: str = "", reply: str = REPLY
+) -> Prompt:
+    """The prompt for one target function; ``feedback`` is extra context from a strategy,
+    ``reply`` says what the answer must look like (prompt variants ask for a plan first)."""
     shown = tests if len(tests) <= MAX_TESTS_SHOWN else tests[:MAX_TESTS_SHOWN] + "\n# ...\n"
     parts = [
         f"Implement the Python function `{stub.name}`. Keep its name and signature.",
-        "Reply with only one ```python code block holding the complete function, with "
-        "the imports and helper functions it needs; no tests, example usage or explanation.",
+        reply,
         f"```python\n{context_before(problem, stub)}{stub.prompt_text}\n```",
     ]
     if shown.strip():

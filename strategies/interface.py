@@ -24,7 +24,7 @@ from codeens.problem import Problem
 from codeens.progress import Progress
 from codeens.sandbox.results import ExecutionResult
 from codeens.sandbox.testfile import TestSuite
-from codeens.storage.models import Execution, Generation, Run
+from codeens.storage.models import Execution, Generation, Lineage, Run
 from codeens.storage.models import Problem as ProblemRow
 from codeens.stub import Stub
 
@@ -120,6 +120,8 @@ class LogReader(Protocol):
     def runs(self, *, limit: int | None, children: bool) -> Sequence[Run]: ...
     def generations_of(self, models: Sequence[str] | None) -> Sequence[Generation]: ...
     def model_usage(self, exclude_run: str | None) -> dict[str, tuple[float, float, float]]: ...
+    def lineage(self, model_dir: str | None) -> Sequence[Lineage]:
+        """Where built checkpoints (merges, MoE) came from, newest first."""
 
 
 class Context(Protocol):

@@ -52,6 +52,12 @@ class ModelConfig(BaseModel):
     options: dict[str, Any] = Field(
         default_factory=dict, description="Backend-specific options, validated by it."
     )
+    lineage: str = Field(
+        "",
+        description="The family this model belongs to (one name for two quantisations or "
+        "fine-tunes of one model); lineage-aware voting counts a family once. Default: the "
+        "model itself (its location, else its name) or, for a logged merge, its sources.",
+    )
 
 
 @dataclass(frozen=True)
