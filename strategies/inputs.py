@@ -1,0 +1,217 @@
+"""Inputs to run candidates on: the visible tests' calls and calls the models propose.
+
+Execution-agreement strategies (``mbr-exec``, ``cluster``) compare what programs *return*,
+so they need inputs, not tests: a call ``f(<arguments>)`` needs no expected value, and a
+model that cannot work out the right answer can still propose a good input. The visible
+tests give the first inputs (every call of the target in them, ``assert f(1, 2) == 3``
+gives ``f(1, 2)``); chat models are then asked for more calls, one per line, and base models
+continue the stub followed by the visible calls and ``<name>(``.
+
+A call is kept when it parses on its own line as one call of the target (normalised with
+:func:`ast.unparse`) and its arguments use no name but builtins and the names they bind
+themselves (a lambda's parameters, a comprehension's targets): a call that reads a test's
+local variable could not run on its own. Calls are de-duplicated (also against the visible
+ones) and capped, taken from the models in turn so that every model's inputs are present.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import itertools
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from codeens.models.base import Prompt
+from codeens.prompts import MAX_TESTS_SHOWN, context_before
+from codeens.strategies.interface import Context, Question
+
+if TYPE_CHECKING:
+    from codeens.problem import Problem
+    from codeens.stub import Stub
+
+MAX_INPUTS = 40
+"""Model-proposed calls kept at most, over all models (visible calls come on top)."""
+MAX_LINE = 400
+"""Longer lines are dropped: they are usually runaway generations."""
+MAX_EXAMPLES = 8
+"""Visible calls shown to base models as examples of the format."""
+SYSTEM = (
+    "You are a careful Python tester. You choose inputs that exercise a function's "
+    "ordinary cases and its edge cases, always within its specification."
+)
+_BUILTINS = frozenset(dir(builtins))
+
+
+def prompt_for_inputs(problem: Problem, stub: Stub, tests: str, n: int) -> Prompt:
+    """The prompt asking for ``n`` calls of ``stub`` (chat messages and a base prefix)."""
+    context = context_before(problem, stub)
+    parts = [
+        f"Here is the specification of the Python function `{stub.name}`:",
+        f"```python\n{context}{stub.prompt_text.rstrip()}\n```",
+    ]
+    if tests.strip():
+        shown = tests if len(tests) <= MAX_TESTS_SHOWN else tests[:MAX_TESTS_SHOWN] + "\n# ...\n"
+        parts.append(f"It already has these tests:\n```python\n{shown.strip()}\n```")
+    parts.append(
+        f"Write {n} new, different calls of `{stub.name}`, one per line, each of the form "
+        f"`{stub.name}(<arguments>)` with literal arguments that the specification allows. "
+        "Write only the calls: no assert, no expected value, no print. Cover ordinary inputs "
+        "and edge cases. Reply with only the calls in one ```python code block."
+    )
+    messages = (
+        {"role": "system", "content": SYSTEM},
+        {"role": "user", "content": "\n\n".join(parts)},
+    )
+    examples = "".join(f"{call}\n" for call in visible_calls(tests, stub.name)[:MAX_EXAMPLES])
+    prefix = (
+        f"{context}{stub.prompt_text.rstrip()}\n    pass\n\n\n# example calls\n"
+        f"{examples}{base_continuation(stub.name)}"
+    )
+    return Prompt(messages=messages, prefix=prefix)
+
+
+def base_continuation(name: str) -> str:
+    """What a base model's input prompt ends with; its completion continues this text."""
+    return f"{name}("
+
+
+def _standalone(call: ast.Call) -> bool:
+    """Whether the call's arguments read no name but builtins and names they bind."""
+    bound = {a.arg for n in ast.walk(call) if isinstance(n, ast.Lambda) for a in n.args.args}
+    names = [n for n in ast.walk(call) if isinstance(n, ast.Name)]
+    bound |= {n.id for n in names if isinstance(n.ctx, ast.Store)}
+    return all(n.id in _BUILTINS or n.id in bound for n in names if n is not call.func)
+
+
+def _one_call(node: ast.AST, name: str) -> str | None:
+    """The normal form of ``node`` when it is a standalone call of ``name``, else None."""
+    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
+        return None
+    if node.func.id != name or not _standalone(node):
+        return None
+    return ast.unparse(node)
+
+
+def parse_calls(text: str, name: str) -> list[str]:
+    """Lines of ``text`` that are one standalone call of ``name``, normalised, in order,
+    de-duplicated (fenced or not, indented or not; a call over several lines is dropped)."""
+    found: dict[str, None] = {}
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line.startswith(f"{name}(") or len(line) > MAX_LINE:
+            continue
+        try:
+            tree = ast.parse(line, mode="eval")
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            continue
+        call = _one_call(tree.body, name)
+        if call is not None:
+            found.setdefault(call)
+    return list(found)
+
+
+def visible_calls(tests: str, name: str) -> list[str]:
+    """Every standalone call of ``name`` in the visible tests, normalised, de-duplicated."""
+    try:
+        tree = ast.parse(tests)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return []
+    found: dict[str, None] = {}
+    for node in ast.walk(tree):
+        call = _one_call(node, name)
+        if call is not None:
+            found.setdefault(call)
+    return list(found)
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """The calls to run, where each came from, and what asking for them cost."""
+
+    calls: tuple[str, ...]
+    origins: tuple[str, ...]  # "visible" or the proposing model's name, one per call
+    sources: tuple[dict[str, Any], ...] = ()
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost: float = 0.0
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready: per model what came back, and what asking for inputs cost."""
+        return {
+            "visible": self.origins.count("visible"),
+            "proposed": len(self.calls) - self.origins.count("visible"),
+            "sources": list(self.sources),
+            "tokens": {"input": self.input_tokens, "output": self.output_tokens},
+            "cost": round(self.cost, 9),
+        }
+
+
+@dataclass
+class _Asked:
+    calls: dict[str, list[str]] = field(default_factory=dict)
+    sources: list[dict[str, Any]] = field(default_factory=list)
+    tokens: list[int] = field(default_factory=lambda: [0, 0])
+    cost: float = 0.0
+
+
+def _ask_models(ctx: Context, n: int, samples: int) -> _Asked:
+    """Every usable model's distinct calls, in the order it gave them (logged by ``ask``)."""
+    prompt = prompt_for_inputs(ctx.problem, ctx.stub, ctx.tests, n)
+    name = ctx.stub.name
+    asked = _Asked()
+    for model in ctx.models:
+        if model.name in ctx.failures:
+            continue
+        prefix = "" if model.chat else base_continuation(name)
+
+        def calls(text: str, prefix: str = prefix) -> str | None:
+            # The logged code holds the calls taken from an answer (it is no candidate).
+            return "\n".join(parse_calls(prefix + text, name)) or None
+
+        answers = ctx.ask(model, Question(prompt, "inputs", samples, keep=calls))
+        if answers.error:
+            asked.sources.append({"model": model.name, "samples": 0, "error": answers.error})
+            continue
+        mine: dict[str, None] = {}
+        for sample in answers.samples:
+            mine.update(dict.fromkeys((sample.code or "").splitlines()))
+            asked.tokens[0] += sample.generated.input_tokens
+            asked.tokens[1] += sample.generated.output_tokens
+            asked.cost += sample.cost
+        asked.calls[model.name] = list(mine)
+        asked.sources.append({"model": model.name, "samples": len(answers.samples)})
+    return asked
+
+
+def collect_inputs(ctx: Context, n: int, samples: int) -> Inputs:
+    """The visible calls, then up to ``max(n, MAX_INPUTS)`` new calls the models propose
+    (each model is asked for ``n`` in ``samples`` completions; none when ``n`` is 0).
+
+    Seeds start at the run seed, so the same seed and models give the same inputs (and an
+    identical request is served from the log). A model that fails here is noted only: it
+    may still be fine for candidates.
+    """
+    seen = dict.fromkeys(visible_calls(ctx.tests, ctx.stub.name), "visible")
+    if n == 0:
+        return Inputs(tuple(seen), tuple(seen.values()))
+    asked = _ask_models(ctx, n, samples)
+    cap = len(seen) + max(n, MAX_INPUTS)
+    kept = dict.fromkeys(asked.calls, 0)
+    # Round robin over the models: a prolific model cannot crowd the others out.
+    for row in itertools.zip_longest(*asked.calls.values()):
+        for model, call in zip(asked.calls, row, strict=True):
+            if call is not None and call not in seen and len(seen) < cap:
+                seen[call] = model
+                kept[model] += 1
+    sources = tuple(
+        s | {"kept": kept[s["model"]]} if "error" not in s else s for s in asked.sources
+    )
+    return Inputs(
+        tuple(seen),
+        tuple(seen.values()),
+        sources,
+        asked.tokens[0],
+        asked.tokens[1],
+        asked.cost,
+    )
