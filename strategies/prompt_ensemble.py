@@ -138,14 +138,14 @@ class PromptEnsemble(Strategy):
         @classmethod
         def _distinct(cls, variants: list[Variant]) -> list[Variant]:
             if len(set(variants)) != len(variants):
-                raise ValueError("variants: each variant once")
+                raise ValueError("each variant once")
             return variants
 
         @field_validator("select")
         @classmethod
         def _selector(cls, name: str) -> str:
             if name in OWN_SAMPLING:
-                raise ValueError(f"select: {name} does its own sampling; use vote, majority, ...")
+                raise ValueError(f"{name} does its own sampling; use vote, majority, ...")
             try:
                 STRATEGIES.get(name)
             except UnknownName as exc:
