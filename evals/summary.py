@@ -4,8 +4,10 @@ Per model (the sample pass): pass@k by the unbiased estimator, CodeBLEU and Code
 F1 of the extracted code against the canonical solution, tokens and cost. Per strategy
 (its child runs): pass@1 of the chosen program on the hidden tests, the oracle (some
 program it saw passes), selection efficiency, tokens, cost, latency per problem, and for
-``cascade`` the share of problems escalated. Pass rates carry 95% bootstrap intervals over
-problems. A problem counts only once every strategy has finished it.
+``cascade`` the share of problems escalated; where a strategy's candidates came from
+several requests (``prompt-ensemble``'s variants, MoA's layers), the same per origin
+(``generations.origin``): samples, their hidden pass rate, its oracle. Pass rates carry
+95% bootstrap intervals over problems. A problem counts only once every strategy has finished it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
+from collections.abc import Sequence
 from typing import Any
 
 from codeens.evals.metrics import bootstrap_ci, mean, pass_at_k, percentile
@@ -139,7 +142,18 @@ def _strategy_on_task(store: Store, child: Run, verdicts: dict[str, bool]) -> di
         # Generation time as charged plus sandbox time: what this strategy alone would take.
         "latency_s": sum(r.latency_s for r in rows) + sum(e.duration_s for e in executions),
         "escalated": bool(trace.get("escalated")) if "escalated" in trace else None,
+        "origins": by_origin(rows, verdicts),
     }
+
+
+def by_origin(rows: Sequence[Generation], verdicts: dict[str, bool]) -> dict[str, list[bool]]:
+    """Per origin of the candidate samples (a prompt variant, a MoA layer), whether each
+    sample's program passed the hidden tests."""
+    out: dict[str, list[bool]] = defaultdict(list)
+    for row in rows:
+        if row.code_hash is not None:
+            out[row.origin or "unrecorded"].append(bool(verdicts.get(row.code_hash)))
+    return dict(out)
 
 
 def _share(flags: list[bool]) -> float:
@@ -192,6 +206,28 @@ def _strategies_table(spec: EvalSpec, per_task: list[dict[str, Any]]) -> dict[st
             "latencies_s": latencies,
             "escalated": _share(escalations) if escalations else None,
             "errors": sum(c["status"] == "error" for c in cells),
+        }
+        origins = _origins_table(cells)
+        if origins:
+            table[name]["origins"] = origins
+    return table
+
+
+def _origins_table(cells: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per origin over the problems: samples, the share whose program passed the hidden
+    tests, and the share of problems where one of them did (its oracle); nothing when all
+    candidates came from one kind of request."""
+    names = sorted({o for c in cells for o in c.get("origins", {})})
+    table: dict[str, dict[str, Any]] = {}
+    if len(names) < 2:
+        return table
+    for origin in names:
+        flags = [c["origins"][origin] for c in cells if origin in c.get("origins", {})]
+        samples = [f for task in flags for f in task]
+        table[origin] = {
+            "samples": len(samples),
+            "sample_pass_rate": _share(samples),
+            "oracle": _share([any(task) for task in flags]),
         }
     return table
 
