@@ -13,6 +13,7 @@ to the fused program, which was written with the winner in view.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -55,7 +56,9 @@ def fuse(
     produced = ctx.execute(ctx.generate(model, 1, prompt, origin=ORIGIN))
     if not produced:
         failed = ctx.failures.get(model.name)
+        late = ctx.deadline is not None and time.monotonic() >= ctx.deadline
         why = f"model failed: {failed}" if failed else "no function could be extracted"
+        why = "out of time" if late and not failed else why
         return _keep(winner, trace, why)
     fused = produced[0]
     trace["fused"] = {"candidate": fused.hash[:12], "origin": fused.origin}

@@ -32,7 +32,7 @@ _WORD = re.compile(r"[A-Za-z]+")
 
 def _block(letter: str, candidate: Candidate) -> str:
     parts = [
-        f"Program {letter} ({status_line(candidate.result)} of the visible tests):",
+        f"Program {letter} (visible tests: {status_line(candidate.result)}):",
         f"```python\n{candidate.code.strip()}\n```",
     ]
     failed = failures(candidate.result)[:MAX_FAILURES_SHOWN]

@@ -122,7 +122,7 @@ def _row(candidate: Candidate) -> dict[str, Any]:
 def _why(ranking: Ranking, aggregate: str) -> str:
     winner = ranking.order[0]
     if not ranking.comparisons:
-        return "one candidate: nothing to compare"
+        return f"{winner.hash[:12]} is the only candidate considered: nothing to compare"
     deciders: dict[str, int] = {}
     for comparison in ranking.comparisons:
         key = comparison.decided_by or "undecided"

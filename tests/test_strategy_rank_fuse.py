@@ -180,8 +180,12 @@ def test_the_judge_decides_where_execution_ties_asked_in_both_orders(
     assert "logprob" not in comparison["notes"]
     assert code == 0 and "return a + b" in data["solution"] and trace["chosen"] == right
     assert trace["spent"]["judge"]["generations"] == 2
-    generations, _ = logged(fair.tmp / "log.db")
-    assert [o for o, _ in generations].count("pair-judge") == 2
+    with sqlite3.connect(fair.tmp / "log.db") as conn:
+        asked = conn.execute("SELECT prompt FROM generations WHERE origin = 'pair-judge'")
+        prompts = [p for (p,) in asked.fetchall()]
+    # Both orders, each showing both programs with their visible-test outcomes.
+    assert len(prompts) == 2 and prompts[0] != prompts[1]
+    assert all(p.count("(visible tests: passed 3/3 tests)") == 2 for p in prompts)
 
     # A judge that always answers "A" votes once for each: the pair is left to logprob.
     biased = Workspace(tmp_path / "biased")
@@ -246,6 +250,22 @@ def test_a_fused_program_that_passes_fewer_written_tests_does_not_replace_the_wi
     _, data = ws.solve('comparators = ["execution"]\ngenerated_tests = 0', 2, db="blind.db")
     assert data["trace"]["add"]["fusion"]["status"] == "replaced winner"
     assert "a == 1" in data["solution"]
+
+
+def test_more_visible_tests_do_not_make_up_for_fewer_written_ones(
+    tmp_path: Path, sandbox_image: str
+) -> None:
+    ws = Workspace(tmp_path)
+    ws.samples([ABS, TIMES])
+    ws.fuser([ABS, TIMES], ONE_OFF)
+    ws.written_tests("```python\nassert add(1, 2) == 3\nassert add(2, 2) == 4\n```")
+    code, data = ws.solve('comparators = ["execution"]', samples=2)
+    fusion = data["trace"]["add"]["fusion"]
+    # Summed, 3 + 1 ties 2 + 2 and the fused program would be taken; each count on its own.
+    assert fusion["visible_passed"] == {"fused": 3, "winner": 2}
+    assert fusion["generated_passed"] == {"fused": 1, "winner": 2}
+    assert fusion["status"] == "kept winner"
+    assert code == 1 and data["chosen"]["add"]["candidate"] == ws.short(ABS)
 
 
 def test_full_and_bubble_rank_the_same_case(tmp_path: Path, sandbox_image: str) -> None:
