@@ -7,9 +7,10 @@ tests give the first inputs (every call of the target in them, ``assert f(1, 2) 
 gives ``f(1, 2)``); chat models are then asked for more calls, one per line, and base models
 continue the stub followed by the visible calls and ``<name>(``.
 
-A call is kept when it parses on its own line as one call of the target (normalised with
-:func:`ast.unparse`) and its arguments use no name but builtins and the names they bind
-themselves (a lambda's parameters, a comprehension's targets): a call that reads a test's
+A call of the target is kept when its line parses on its own (the call is normalised with
+:func:`ast.unparse`; from ``assert f(x) == y``, which small models write although asked for
+calls only, ``f(x)`` is kept) and its arguments use no name but builtins and the names they
+bind themselves (a lambda's parameters, a comprehension's targets): a call that reads a test's
 local variable could not run on its own. Calls are de-duplicated (also against the visible
 ones) and capped, taken from the models in turn so that every model's inputs are present.
 """
@@ -93,21 +94,28 @@ def _one_call(node: ast.AST, name: str) -> str | None:
     return ast.unparse(node)
 
 
+def _calls_in(tree: ast.AST, name: str, found: dict[str, None]) -> None:
+    for node in ast.walk(tree):
+        call = _one_call(node, name)
+        if call is not None:
+            found.setdefault(call)
+
+
 def parse_calls(text: str, name: str) -> list[str]:
-    """Lines of ``text`` that are one standalone call of ``name``, normalised, in order,
-    de-duplicated (fenced or not, indented or not; a call over several lines is dropped)."""
+    """The standalone calls of ``name`` on lines of ``text`` that parse on their own,
+    normalised, in order, de-duplicated (fenced or not, indented or not; a statement over
+    several lines is dropped). Small models often write ``assert f(x) == y`` although
+    asked for calls only: the call is kept, the expected value is not."""
     found: dict[str, None] = {}
     for raw in text.splitlines():
         line = raw.strip()
-        if not line.startswith(f"{name}(") or len(line) > MAX_LINE:
+        if f"{name}(" not in line or len(line) > MAX_LINE:
             continue
         try:
-            tree = ast.parse(line, mode="eval")
+            tree = ast.parse(line)
         except (SyntaxError, ValueError, RecursionError, MemoryError):
             continue
-        call = _one_call(tree.body, name)
-        if call is not None:
-            found.setdefault(call)
+        _calls_in(tree, name, found)
     return list(found)
 
 
@@ -118,10 +126,7 @@ def visible_calls(tests: str, name: str) -> list[str]:
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return []
     found: dict[str, None] = {}
-    for node in ast.walk(tree):
-        call = _one_call(node, name)
-        if call is not None:
-            found.setdefault(call)
+    _calls_in(tree, name, found)
     return list(found)
 
 

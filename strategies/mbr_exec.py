@@ -105,7 +105,7 @@ class MbrExec(Strategy):
             return Decision(None, trace)
         if len(pool) == 1:
             trace["inputs"] = {"status": "not needed: one candidate in the pool"}
-            trace["chosen"] = pool[0].hash[:12]
+            trace["chosen"] = {"candidate": pool[0].hash[:12]}
             trace["why"] = "the only candidate with the top visible pass rate"
             return Decision(pool[0], trace)
         observed = observe(ctx, pool, self.options.inputs, self.options.input_samples)
@@ -114,7 +114,7 @@ class MbrExec(Strategy):
         ranked = sorted(pool, key=lambda c: (-scores[c], preference(c)))
         trace["candidates"] = [_row(c, scores[c], observed, ranked) for c in ranked]
         chosen = ranked[0]
-        trace["chosen"] = chosen.hash[:12]
+        trace["chosen"] = {"candidate": chosen.hash[:12], "agreement": scores[chosen]}
         trace["why"] = self._why(chosen, ranked, scores, observed)
         return Decision(chosen, trace)
 

@@ -38,11 +38,12 @@ BIG_TIMES = _fenced("    return a + b if a < 10 else a * b\n")
 RAISES = _fenced("    if a >= 10:\n        raise ValueError('too big')\n    return a + b\n")
 TIMES = _fenced("    return a * b\n")  # fails two visible tests
 
-# Inputs: one new, one proposed twice, one outside the domain (every program raises on
-# it), and lines that are no single call of `add`.
+# Inputs: one proposed by both models, one outside the domain (every program raises on
+# it), an assert (its call is kept, not its expected value), a call that reads an unknown
+# name (dropped) and a call of something else.
 ALPHA_INPUTS = (
     "Here are some calls:\n```python\nadd(10, 5)\nadd(1, 1)\nadd('a', 1)\n"
-    "assert add(3, 3) == 6\nadd(x, 1)\nprint(add(1, 2))\n```\n"
+    "assert add(3, 3) == 7\nadd(x, 1)\nsub(1, 2)\n```\n"
 )
 BETA_INPUTS = "```python\nadd(20, 1)\nadd(10,5)\n```"
 

@@ -67,7 +67,7 @@ def test_one_models_repeated_mistake_weighs_less_than_agreement_across_models(
     ]
     assert "return a + b\n" in chosen_body(data)
     assert trace["why"].startswith(
-        "weightiest of 2 clusters on 6 compared inputs: 2 samples from 2 model(s), "
+        "weightiest of 2 clusters on 7 compared inputs: 2 samples from 2 model(s), "
         "weight 2.000 (next: 1.732)"
     )
 

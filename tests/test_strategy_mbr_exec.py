@@ -41,10 +41,10 @@ def test_inputs_are_single_standalone_calls_of_the_target(problem: Path) -> None
     reply = (
         "```python\nadd(1,2)\n    add(1, 2)  # the same once normalised\nadd(10, 5)\n"
         "assert add(3, 3) == 6\nadd(x, 1)\nadd([i for i in range(3)], len('ab'))\n"
-        "add(1,\n  2)\nsub(1, 2)\nprint(add(1, 2))\nadd(1, 2) + 1\n```"
+        "add(1,\n  2)\nsub(1, 2)\nprint(add(1, 2))\n    return add(a - 1, b)\n```"
     )
     assert parse_calls(reply, "add") == [
-        "add(1, 2)", "add(10, 5)", "add([i for i in range(3)], len('ab'))",
+        "add(1, 2)", "add(10, 5)", "add(3, 3)", "add([i for i in range(3)], len('ab'))",
     ]  # fmt: skip
     tests = "def test_x():\n    y = 3\n    assert add(y, 1) == 4\n    assert not add(2, -2)\n"
     assert visible_calls(tests, "add") == ["add(2, -2)"]  # add(y, 1) reads a local
@@ -79,10 +79,11 @@ def test_the_agreeing_programs_win_over_duplicates_and_log_probability(
         ("add(0, 0)", "visible", True), ("add(10, 5)", "alpha", True),
         ("add(20, 1)", "beta", True), ("add(1, 1)", "alpha", True),
         ("add('a', 1)", "alpha", False),  # every program raises: outside the domain
+        ("add(3, 3)", "alpha", True),
     ]  # fmt: skip
     assert calls[3]["distinct_outputs"] == 3 and calls[6]["no_output"] == 5
     assert trace["inputs"]["sources"] == [
-        {"model": "alpha", "samples": 1, "kept": 3}, {"model": "beta", "samples": 1, "kept": 1},
+        {"model": "alpha", "samples": 1, "kept": 4}, {"model": "beta", "samples": 1, "kept": 1},
     ]  # fmt: skip
     h = {name: short_hash(problem, p) for name, p in
          [("correct", CORRECT), ("swapped", SWAPPED), ("summed", SUMMED), ("big", BIG),
@@ -94,9 +95,10 @@ def test_the_agreeing_programs_win_over_duplicates_and_log_probability(
     ]  # fmt: skip
     assert trace["candidates"][0]["agrees_with"] == [h["summed"], h["correct"]]
     assert trace["candidates"][3]["agrees_with"] == []  # its duplicate is itself
-    assert trace["chosen"] == h["swapped"] and "return b + a" in chosen_body(data)
+    assert trace["chosen"] == {"candidate": h["swapped"], "agreement": 2}
+    assert "return b + a" in chosen_body(data)
     assert trace["why"] == (
-        "agrees with 2 of 5 other samples on all 6 compared inputs; 3 candidates tied, "
+        "agrees with 2 of 5 other samples on all 7 compared inputs; 3 candidates tied, "
         "broken by mean log-probability, then duplicates, then shorter code"
     )
 
@@ -104,7 +106,7 @@ def test_the_agreeing_programs_win_over_duplicates_and_log_probability(
     _, plain = solve(
         tmp_path, problem, "mbr-exec", models, 4, "[strategies.mbr-exec]\ninputs = 0\n"
     )
-    assert plain["trace"]["add"]["chosen"] == h["big_times"]
+    assert plain["trace"]["add"]["chosen"] == {"candidate": h["big_times"], "agreement": 5}
 
 
 def test_a_program_that_raises_agrees_with_nobody(
@@ -125,7 +127,7 @@ def test_a_program_that_raises_agrees_with_nobody(
     assert (raises["samples"], raises["agreement"], raises["agrees_with"]) == (4, 0, [])
     assert raises["no_output"] == 2
     assert [(r["agreement"]) for r in trace["candidates"]] == [1, 1, 0, 0, 0]
-    assert trace["chosen"] == short_hash(problem, SWAPPED)
+    assert trace["chosen"] == {"candidate": short_hash(problem, SWAPPED), "agreement": 1}
     assert "return b + a" in chosen_body(data)
 
 
