@@ -12,7 +12,8 @@ A call of the target is kept when its line parses on its own (the call is normal
 calls only, ``f(x)`` is kept) and its arguments use no name but builtins and the names they
 bind themselves (a lambda's parameters, a comprehension's targets): a call that reads a test's
 local variable could not run on its own. Calls are de-duplicated (also against the visible
-ones) and capped, taken from the models in turn so that every model's inputs are present.
+ones) and capped (``n`` per model, :data:`MAX_INPUTS` in all), taken from the models in
+turn so that every model's inputs are present.
 """
 
 from __future__ import annotations
@@ -190,8 +191,9 @@ def _ask_models(ctx: Context, n: int, samples: int) -> _Asked:
 
 
 def collect_inputs(ctx: Context, n: int, samples: int) -> Inputs:
-    """The visible calls, then up to ``max(n, MAX_INPUTS)`` new calls the models propose
-    (each model is asked for ``n`` in ``samples`` completions; none when ``n`` is 0).
+    """The visible calls, then the new calls the models propose: each model is asked for
+    ``n`` in ``samples`` completions and at most ``n`` of its calls are kept (small models
+    often write many more), at most ``MAX_INPUTS`` in all; none when ``n`` is 0.
 
     Seeds start at the run seed, so the same seed and models give the same inputs (and an
     identical request is served from the log). A model that fails here is noted only: it
@@ -201,14 +203,15 @@ def collect_inputs(ctx: Context, n: int, samples: int) -> Inputs:
     if n == 0:
         return Inputs(tuple(seen), tuple(seen.values()))
     asked = _ask_models(ctx, n, samples)
-    cap = len(seen) + max(n, MAX_INPUTS)
+    cap = len(seen) + MAX_INPUTS
     kept = dict.fromkeys(asked.calls, 0)
     # Round robin over the models: a prolific model cannot crowd the others out.
     for row in itertools.zip_longest(*asked.calls.values()):
         for model, call in zip(asked.calls, row, strict=True):
-            if call is not None and call not in seen and len(seen) < cap:
-                seen[call] = model
-                kept[model] += 1
+            if call is None or call in seen or kept[model] == n or len(seen) == cap:
+                continue
+            seen[call] = model
+            kept[model] += 1
     sources = tuple(
         s | {"kept": kept[s["model"]]} if "error" not in s else s for s in asked.sources
     )

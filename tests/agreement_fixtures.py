@@ -55,10 +55,15 @@ def copy_problem(tmp: Path) -> Path:
 
 
 def model(
-    tmp: Path, problem: Path, name: str, candidates: list[tuple[str, float]], inputs: str | None
+    tmp: Path,
+    problem: Path,
+    name: str,
+    candidates: list[tuple[str, float]],
+    inputs: str | None,
+    asked: int = 10,
 ) -> str:
     """Record a chat model's candidates (seeds 0..) with their mean log-probabilities and
-    its reply to the input prompt (the strategies' default of 10 inputs); its config."""
+    its reply to the prompt for ``asked`` inputs (the strategies' default: 10); its config."""
     loaded = load_problem(problem)
     stub = loaded.stubs[0]
     tests = loaded.tests_for(stub.name)
@@ -67,8 +72,8 @@ def model(
     for seed, (text, logprob) in enumerate(candidates):
         record(path, name, solve, seed, Completion(text, 40, 20, mean_logprob=logprob))
     if inputs is not None:
-        asked = prompt_for_inputs(loaded, stub, tests, 10).text_for(True)
-        record(path, name, asked, 0, Completion(inputs, 60, 30))
+        prompt = prompt_for_inputs(loaded, stub, tests, asked).text_for(True)
+        record(path, name, prompt, 0, Completion(inputs, 60, 30))
     return f'[[models]]\nname = "{name}"\nbackend = "replay"\nlocation = "{path}"\n'
 
 

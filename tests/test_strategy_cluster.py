@@ -35,17 +35,22 @@ def test_one_models_repeated_mistake_weighs_less_than_agreement_across_models(
     tmp_path: Path, problem: Path, sandbox_image: str
 ) -> None:
     # alpha samples BIG three times; the correct cluster has one sample from each model.
-    # By size BIG would win (3 samples against 2); by weight sqrt(3) < 1 + 1.
+    # By size BIG would win (3 samples against 2); by weight sqrt(3) < 1 + 1. One input is
+    # asked of each model, and one kept of each however many they write.
     models = [
-        model(tmp_path, problem, "alpha", [(BIG, -0.1)] * 3 + [(CORRECT, -0.2)], ALPHA_INPUTS),
-        model(tmp_path, problem, "beta", [(SWAPPED, -0.3)] + [(TIMES, -0.1)] * 3, BETA_INPUTS),
+        model(tmp_path, problem, "alpha", [(BIG, -0.1)] * 3 + [(CORRECT, -0.2)], ALPHA_INPUTS, 1),
+        model(tmp_path, problem, "beta", [(SWAPPED, -0.3)] + [(TIMES, -0.1)] * 3, BETA_INPUTS, 1),
     ]
-    code, data = solve(tmp_path, problem, "cluster", models, 4)
+    code, data = solve(
+        tmp_path, problem, "cluster", models, 4, "[strategies.cluster]\ninputs = 1\n"
+    )
     assert code == 0
     trace = data["trace"]["add"]
     assert trace["filter"] == {
         "pass_rate": 1.0, "survivors": 3, "of": 4, "rule": "passes every visible test",
     }  # fmt: skip
+    assert [c["call"] for c in trace["inputs"]["calls"]][3:] == ["add(10, 5)", "add(20, 1)"]
+    assert [s["kept"] for s in trace["inputs"]["sources"]] == [1, 1]
     correct, swapped, big = (short_hash(problem, p) for p in (CORRECT, SWAPPED, BIG))
     shown = [
         (c["candidates"], c["models"], c["samples"], c["weight"], c["complete"])
@@ -67,7 +72,7 @@ def test_one_models_repeated_mistake_weighs_less_than_agreement_across_models(
     ]
     assert "return a + b\n" in chosen_body(data)
     assert trace["why"].startswith(
-        "weightiest of 2 clusters on 7 compared inputs: 2 samples from 2 model(s), "
+        "weightiest of 2 clusters on 5 compared inputs: 2 samples from 2 model(s), "
         "weight 2.000 (next: 1.732)"
     )
 
