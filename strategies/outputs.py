@@ -35,26 +35,32 @@ CANON_LIMIT = 120
 """Canonical texts whose repr is longer are cut to a prefix and a digest."""
 _FAILED = "AssertionError: "
 _SUFFIX = f" == {SENTINEL!r} is false"
-# Runs on the sandbox's own Python (3.8 or later), standard library only.
+# Runs on the sandbox's own Python (3.8 or later), standard library only. No comparison
+# operators: the sandbox routes each through a trusted helper, too slow per element (a
+# list of 100,000 pairs took over 10 s); deep nesting ends in RecursionError, no output.
 _HELPER = f"""
 def _codeens_output(value):
     import hashlib
     import re
 
-    def canon(v, depth):
-        if depth > 100:
-            raise RecursionError("output nested too deeply")
-        kind = type(v)
-        if kind is list or kind is tuple:
-            return kind.__name__ + "[" + ",".join(canon(x, depth + 1) for x in v) + "]"
-        if kind is set or kind is frozenset:
-            return kind.__name__ + "{{" + ",".join(sorted(canon(x, depth + 1) for x in v)) + "}}"
-        if kind is dict:
-            items = [canon(k, depth + 1) + ":" + canon(x, depth + 1) for k, x in v.items()]
-            return "dict{{" + ",".join(sorted(items)) + "}}"
+    def sequence(v):
+        return type(v).__name__ + "[" + ",".join(map(canon, v)) + "]"
+
+    def unordered(v):
+        return type(v).__name__ + "{{" + ",".join(sorted(map(canon, v))) + "}}"
+
+    def mapping(v):
+        return "dict{{" + ",".join(sorted(canon(k) + ":" + canon(x) for k, x in v.items())) + "}}"
+
+    kinds = {{list: sequence, tuple: sequence, set: unordered, frozenset: unordered, dict: mapping}}
+
+    def canon(v):
+        return kinds.get(type(v), plain)(v)
+
+    def plain(v):
         return re.sub(" at 0x[0-9a-fA-F]+", "", repr(v))
 
-    text = canon(value, 0)
+    text = canon(value)
     if len(repr(text)) <= {CANON_LIMIT}:
         return text
     digest = hashlib.sha256(text.encode("utf-8", "backslashreplace")).hexdigest()
