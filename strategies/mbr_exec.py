@@ -28,6 +28,7 @@ from codeens.strategies.base import Decision, Strategy
 from codeens.strategies.interface import Candidate, Context
 from codeens.strategies.outputs import (
     Observed,
+    Signature,
     complete,
     mean_logprob,
     observe,
@@ -38,7 +39,7 @@ from codeens.strategies.outputs import (
 
 def agreement(observed: Observed, candidates: list[Candidate]) -> dict[Candidate, int]:
     """Other samples whose programs return what this one returns on every compared input."""
-    samples: dict[tuple[str | None, ...], int] = {}
+    samples: dict[Signature, int] = {}
     for candidate in candidates:
         signature = observed.signature(candidate)
         if complete(signature):
