@@ -29,7 +29,14 @@ from codeens.recorder import Recorder
 from codeens.sandbox.backends.base import Sandbox
 from codeens.sandbox.results import ExecutionResult
 from codeens.sandbox.testfile import TestSuite, parse_test_suite
-from codeens.strategies.interface import Answers, Candidate, LogReader, Question, Sample
+from codeens.strategies.interface import (
+    Answers,
+    Candidate,
+    Likelihood,
+    LogReader,
+    Question,
+    Sample,
+)
 from codeens.stub import Stub
 
 
@@ -233,6 +240,21 @@ class SolveContext:
         samples = tuple(Sample(model, g, keep(g.text), origin=q.purpose) for g in got)
         self._services.recorder.samples(samples, f"{self._target}/{q.purpose}")
         return Answers(model.name, samples)
+
+    def score(self, model: ModelConfig, prefix: str, continuation: str) -> Likelihood:
+        """log p(continuation | prefix), or why not. Like :meth:`ask`, a model that cannot
+        score is no run failure. Scores are not logged: the strategy's trace holds them."""
+        if model.name in self._failures:
+            return Likelihood(model.name, error=self._failures[model.name])
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            self.out_of_time = True
+            return Likelihood(model.name, error="out of time")
+        self.progress.update(f"{self._stub.name}: {model.name} scoring")
+        try:
+            got = self._services.generator.model(model).score(prefix, continuation)
+        except Exception as exc:  # any backend failure: the strategy says so and goes on
+            return Likelihood(model.name, error=first_line(exc))
+        return Likelihood(model.name, got)
 
     def sample_all(self) -> list[Candidate]:
         for model in self._models:

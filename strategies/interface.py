@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from codeens.config import Config
 from codeens.generation import Generated
-from codeens.models.base import ModelConfig, Prompt, SamplingParams
+from codeens.models.base import ModelConfig, Prompt, SamplingParams, TokenScore
 from codeens.problem import Problem
 from codeens.progress import Progress
 from codeens.sandbox.results import ExecutionResult
@@ -104,6 +104,16 @@ class Answers:
 
 
 @dataclass(frozen=True)
+class Likelihood:
+    """How likely a model finds a continuation after a prefix, or one line why it cannot
+    say (a backend that cannot score, a model that failed, out of time)."""
+
+    model: str
+    score: TokenScore | None = None
+    error: str = ""
+
+
+@dataclass(frozen=True)
 class Decision:
     """The chosen candidate (or None) and the strategy's reasons, JSON-ready."""
 
@@ -170,6 +180,10 @@ class Context(Protocol):
 
     def ask(self, model: ModelConfig, question: Question) -> Answers:
         """Answers to a question that is not a candidate program."""
+
+    def score(self, model: ModelConfig, prefix: str, continuation: str) -> Likelihood:
+        """log p(continuation | prefix) under ``model``, for backends that can score text
+        (``Model.can_score``); no sampling, nothing logged."""
 
     def candidates(self) -> list[Candidate]: ...
 

@@ -32,6 +32,7 @@ from codeens.strategies.interface import (
     Answers,
     Candidate,
     Context,
+    Likelihood,
     LogReader,
     Question,
     Sample,
@@ -85,6 +86,9 @@ class RecordedContext:
         raise AssertionError("nothing more was recorded")
 
     def ask(self, model: ModelConfig, question: Question) -> Answers:
+        raise AssertionError("nothing more was recorded")
+
+    def score(self, model: ModelConfig, prefix: str, continuation: str) -> Likelihood:
         raise AssertionError("nothing more was recorded")
 
     def candidates(self) -> list[Candidate]:

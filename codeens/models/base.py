@@ -90,11 +90,31 @@ class Completion:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class TokenScore:
+    """How likely a model finds a continuation after a prefix (teacher-forced): the sum of
+    the continuation's token log-probabilities and how many tokens it has."""
+
+    logprob: float
+    tokens: int
+
+    @property
+    def mean(self) -> float:
+        """The mean per-token log-probability."""
+        return self.logprob / self.tokens if self.tokens else 0.0
+
+
+class CannotScore(ModelUnavailable):
+    """The backend cannot score text (see :meth:`Model.score`)."""
+
+
 class Model(ABC):
-    """A loaded model that can sample completions."""
+    """A loaded model that can sample completions, and, where the backend can, score text."""
 
     backend: ClassVar[str]
     Options: ClassVar[type[BaseModel]]
+    can_score: ClassVar[bool] = False
+    """Whether :meth:`score` is implemented: known without loading the model."""
 
     def __init__(self, config: ModelConfig) -> None:
         self.config = config
@@ -112,6 +132,14 @@ class Model(ABC):
 
         Raises :class:`ModelUnavailable` when the model cannot run at all.
         """
+
+    def score(self, prefix: str, continuation: str) -> TokenScore:
+        """log p(continuation | prefix) under the model: one evaluation, no sampling.
+
+        Optional: backends that cannot (this default) raise :class:`CannotScore`; any
+        backend raises :class:`ModelUnavailable` when the model cannot run at all.
+        """
+        raise CannotScore(f"the {self.backend} backend cannot score text")
 
     def available(self) -> tuple[bool, str]:
         """Whether the model can be used here, without loading it; and why not."""

@@ -39,6 +39,7 @@ from codeens.models.base import (
     ModelUnavailable,
     Prompt,
     SamplingParams,
+    TokenScore,
 )
 from codeens.models.llamacpp_batch import BatchDecoder
 from codeens.models.llamacpp_context import DecoderSettings
@@ -91,6 +92,7 @@ class LlamaCpp(Model):
     """A GGUF file run by llama.cpp on this machine."""
 
     backend = "llamacpp"
+    can_score = True
 
     class Options(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -231,6 +233,18 @@ class LlamaCpp(Model):
             )
             out.extend([copy] * (n - 1))
         return out
+
+    def score(self, prefix: str, continuation: str) -> TokenScore:
+        """log p(continuation | prefix), the prefix read as plain text (no chat template,
+        whatever ``chat`` says): one evaluation of both in the decoder's context."""
+        loaded = self._model()
+        try:
+            with loaded.lock:
+                tokens, start = loaded.renderer.scored(prefix, continuation)
+                logprobs = loaded.decoder.score(tokens, start)
+        except ValueError as exc:  # empty text, or longer than the context window
+            raise ModelUnavailable(f"llama.cpp cannot score: {exc}") from exc
+        return TokenScore(sum(logprobs), len(logprobs))
 
     def close(self) -> None:
         """Free the model if this instance loaded it on its own; a shared pool's owner

@@ -50,6 +50,10 @@ SEED_RANGE = 0xFFFFFFFF
 # Tokens a sample may run past max_tokens while its text ends inside a UTF-8 character
 # (see llamacpp_sequence): the KV cache keeps room for them.
 _UTF8_SLACK = 4
+# Rows of logits one decode may return while scoring: llama.cpp keeps an output buffer of
+# the largest count asked for (n_vocab floats a row: 0.6 MB for a 151k vocabulary) as long
+# as the context lives, so scoring in chunks of 32 keeps it near what sampling needs.
+_OUTPUT_ROWS = 32
 _Drawn = tuple[int, float | None]  # a sampled token and its logprob when asked for
 
 
@@ -95,11 +99,7 @@ class BatchDecoder:
         max_tokens = min(params.max_tokens, n_ctx - len(prompt))
         limit = min(max_tokens + _UTF8_SLACK, n_ctx - len(prompt))
         stop = tuple(s.encode("utf-8") for s in rendered.stop)
-        layout = plan(self.settings, len(prompt), limit, self._layout)
-        if layout != self._layout:
-            self._free_context()
-            self._ctx = new_context(self._lib, self._llama.model, self.settings, layout)
-            self._memory, self._layout = self._lib.llama_get_memory(self._ctx), layout
+        layout = self._use(plan(self.settings, len(prompt), limit, self._layout))
         chunk = sequences_together(layout, len(prompt), limit)
         bos = int(self._llama.token_bos())
         out: list[Generated] = []
@@ -131,6 +131,35 @@ class BatchDecoder:
                     state.close()
             out.extend(state.result() for state in states)
         return out
+
+    def score(self, tokens: Sequence[int], start: int) -> list[float]:
+        """The log-probability of each of ``tokens[start:]`` given every token before it
+        (teacher forcing: one evaluation of the whole sequence, no sampling).
+
+        Sequence 0 keeps the tokens afterwards, so a next request (scored or sampled) that
+        shares a prefix with them evaluates only the rest.
+        """
+        if not 0 < start < len(tokens):
+            raise ValueError("nothing to score: the prefix or the continuation is empty")
+        if len(tokens) > self.settings.n_ctx:
+            raise context_error(len(tokens), self.settings.n_ctx)
+        self._use(plan(self.settings, len(tokens), 1, self._layout))
+        out: list[float] = []
+
+        def read(position: int, row: int) -> None:
+            logits = self._lib.llama_get_logits_ith(self._ctx, row)
+            out.append(token_logprob(logits, self._n_vocab, tokens[position + 1]))
+
+        self._evaluate(tokens, start - 1, read, upto=len(tokens) - 1)
+        return out
+
+    def _use(self, layout: Layout) -> Layout:
+        """Make ``layout`` the context's, recreating the context when it changes."""
+        if layout != self._layout:
+            self._free_context()
+            self._ctx = new_context(self._lib, self._llama.model, self.settings, layout)
+            self._memory, self._layout = self._lib.llama_get_memory(self._ctx), layout
+        return layout
 
     def _decode(
         self, prompt: Sequence[int], states: list[SequenceState], limit: int, logprobs: bool
@@ -184,27 +213,43 @@ class BatchDecoder:
         self._lib.llama_get_logits(self._ctx)
         return self._pool.map(draw, seqs)
 
-    def _evaluate(self, prompt: Sequence[int]) -> int:
-        """Bring sequence 0 to ``prompt``; the batch row holding its last token's logits."""
+    def _evaluate(
+        self,
+        prompt: Sequence[int],
+        first: int | None = None,
+        read: Callable[[int, int], None] | None = None,
+        upto: int | None = None,
+    ) -> int:
+        """Bring sequence 0 to ``prompt``; the batch row holding its last token's logits.
+
+        Positions ``first`` (default: the last) up to ``upto`` (exclusive, default: the
+        end) get logits; ``read(position, row)`` is called for each of them while its
+        chunk's logits are current.
+        """
         lib, batch, mem = self._lib, self._batch, self._memory
+        first = len(prompt) - 1 if first is None else first
+        upto = len(prompt) if upto is None else upto
         common = _common_prefix(self._cached, prompt)
-        common = min(common, len(prompt) - 1)  # the first draw needs fresh logits
+        common = min(common, first)  # the logits asked for must be fresh
         if common <= 0 or not lib.llama_memory_seq_rm(mem, -1, common, -1):
             lib.llama_memory_clear(mem, False)
             common = 0
         self._cached = ()
         step = self.settings.n_batch
         last = 0
-        for start in range(common, len(prompt), step):
-            part = prompt[start : start + step]
+        start = common
+        while start < len(prompt):
+            end = min(len(prompt), start + step)
+            if start < upto and end > first:  # fewer rows of logits per decode
+                end = min(end, max(first, start) + _OUTPUT_ROWS)
+            part = prompt[start:end]
             for j, token in enumerate(part):
                 batch.token[j] = token
                 batch.pos[j] = start + j
                 batch.n_seq_id[j] = 1
                 batch.seq_id[j][0] = 0
-                batch.logits[j] = 0
+                batch.logits[j] = int(first <= start + j < upto)
             last = len(part) - 1
-            batch.logits[last] = int(start + step >= len(prompt))
             batch.n_tokens = len(part)
             self.evaluated += len(part)
             try:
@@ -212,6 +257,10 @@ class BatchDecoder:
             except ModelUnavailable:
                 lib.llama_memory_clear(mem, False)
                 raise
+            if read is not None:
+                for j in range(max(0, first - start), min(len(part), upto - start)):
+                    read(start + j, j)
+            start = end
         self._cached = tuple(prompt)
         return last
 

@@ -65,6 +65,13 @@ class PromptRenderer:
     def completion(self, text: str, stop: Sequence[str]) -> Rendered:
         """``create_completion(text, stop=stop)``'s prompt tokens (no suffix, no infill)."""
         llama = self._llama
+        bos, eos = self._ends()
+        body = llama.tokenize(text.encode("utf-8"), add_bos=False, special=True) if text else []
+        return Rendered(tuple(bos + body + eos), tuple(stop))
+
+    def _ends(self) -> tuple[list[int], list[int]]:
+        """The tokens ``create_completion`` puts before and after a text prompt."""
+        llama = self._llama
         model = llama._model  # the library's own wrapper; its accessors are what it uses
         cls_id, sep_id = model.token_cls(), model.token_sep()
         bos = [cls_id if cls_id != -1 else llama.token_bos()]
@@ -73,8 +80,20 @@ class PromptRenderer:
         eos = [sep_id if sep_id != -1 else llama.token_eos()]
         if not model.add_eos_token() and sep_id == -1:
             eos = []
-        body = llama.tokenize(text.encode("utf-8"), add_bos=False, special=True) if text else []
-        return Rendered(tuple(bos + body + eos), tuple(stop))
+        return bos, eos
+
+    def scored(self, prefix: str, continuation: str) -> tuple[tuple[int, ...], int]:
+        """The tokens of ``prefix`` then ``continuation`` and where the continuation starts.
+
+        The prefix starts as a completion prompt does (BOS when the vocabulary asks for it);
+        the two texts are tokenized apart, so the continuation's tokens are the same after
+        any prefix and scores of one continuation compare across prefixes. No EOS: the
+        continuation is scored as text that goes on, not as the end of the document.
+        """
+        llama = self._llama
+        head = self._ends()[0] + llama.tokenize(prefix.encode(), add_bos=False, special=False)
+        tail = llama.tokenize(continuation.encode(), add_bos=False, special=False)
+        return (*head, *tail), len(head)
 
     def _chat_formatter(self) -> Any:
         if self._formatter is None:
