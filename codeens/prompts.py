@@ -24,12 +24,29 @@ def context_before(problem: Problem, stub: Stub) -> str:
     return before.rstrip() + "\n\n" if before.strip() else ""
 
 
+def shown_tests(tests: str) -> str:
+    """The visible tests as a prompt shows them: cut after MAX_TESTS_SHOWN characters."""
+    return tests if len(tests) <= MAX_TESTS_SHOWN else tests[:MAX_TESTS_SHOWN] + "\n# ...\n"
+
+
+def specification(problem: Problem, stub: Stub, tests: str) -> list[str]:
+    """The prompt paragraphs that show the function's specification and its visible tests,
+    for requests about the function other than its code (tests, inputs)."""
+    parts = [
+        f"Here is the specification of the Python function `{stub.name}`:",
+        f"```python\n{context_before(problem, stub)}{stub.prompt_text.rstrip()}\n```",
+    ]
+    if tests.strip():
+        parts.append(f"It already has these tests:\n```python\n{shown_tests(tests).strip()}\n```")
+    return parts
+
+
 def solve_prompt(
     problem: Problem, stub: Stub, tests: str, feedback: str = "", reply: str = REPLY
 ) -> Prompt:
     """The prompt for one target function; ``feedback`` is extra context from a strategy,
     ``reply`` says what the answer must look like (prompt variants ask for a plan first)."""
-    shown = tests if len(tests) <= MAX_TESTS_SHOWN else tests[:MAX_TESTS_SHOWN] + "\n# ...\n"
+    shown = shown_tests(tests)
     parts = [
         f"Implement the Python function `{stub.name}`. Keep its name and signature.",
         reply,

@@ -28,10 +28,10 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from codeens.strategies.base import Decision, Strategy
-from codeens.strategies.inputs import Inputs
+from codeens.strategies.inputs import InputOptions, Inputs
 from codeens.strategies.interface import Candidate, Context
 from codeens.strategies.outputs import (
     Observed,
@@ -126,15 +126,7 @@ class Cluster(Strategy):
     name = "cluster"
     summary = "AlphaCode-style: filter on visible tests, cluster by outputs, weigh across models"
 
-    class Options(BaseModel):
-        model_config = ConfigDict(extra="forbid")
-
-        inputs: int = Field(
-            10, ge=0, le=100, description="Calls asked of each model; 0: the visible calls only."
-        )
-        input_samples: int = Field(
-            1, ge=1, le=20, description="Input-writing completions per model."
-        )
+    class Options(InputOptions):
         top_k: int = Field(3, ge=1, le=50, description="Clusters shown in the trace.")
 
     options: Options

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from codeens.models.base import Prompt
-from codeens.prompts import MAX_TESTS_SHOWN, context_before
+from codeens.prompts import context_before, specification
 from codeens.strategies.interface import Context, Question
 
 if TYPE_CHECKING:
@@ -43,13 +43,7 @@ def prompt_for_tests(problem: Problem, stub: Stub, tests: str, n: int) -> Prompt
     """The prompt asking for ``n`` new tests of ``stub`` (chat messages and a base prefix)."""
     context = context_before(problem, stub)
     examples = visible_asserts(tests, stub.name)
-    parts = [
-        f"Here is the specification of the Python function `{stub.name}`:",
-        f"```python\n{context}{stub.prompt_text.rstrip()}\n```",
-    ]
-    if tests.strip():
-        shown = tests if len(tests) <= MAX_TESTS_SHOWN else tests[:MAX_TESTS_SHOWN] + "\n# ...\n"
-        parts.append(f"It already has these tests:\n```python\n{shown.strip()}\n```")
+    parts = specification(problem, stub, tests)
     parts.append(
         f"Write {n} new, different tests for `{stub.name}`, one per line, each of the form "
         f"`assert {stub.name}(<arguments>) == <expected value>`, with the expected value "

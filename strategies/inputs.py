@@ -24,8 +24,10 @@ import itertools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from codeens.models.base import Prompt
-from codeens.prompts import MAX_TESTS_SHOWN, context_before
+from codeens.prompts import context_before, specification
 from codeens.strategies.interface import Context, Question
 
 if TYPE_CHECKING:
@@ -45,16 +47,21 @@ SYSTEM = (
 _BUILTINS = frozenset(dir(builtins))
 
 
+class InputOptions(BaseModel):
+    """Options of the strategies that run candidates on model-proposed inputs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    inputs: int = Field(
+        10, ge=0, le=100, description="Calls asked of each model; 0: the visible calls only."
+    )
+    input_samples: int = Field(1, ge=1, le=20, description="Input-writing completions per model.")
+
+
 def prompt_for_inputs(problem: Problem, stub: Stub, tests: str, n: int) -> Prompt:
     """The prompt asking for ``n`` calls of ``stub`` (chat messages and a base prefix)."""
     context = context_before(problem, stub)
-    parts = [
-        f"Here is the specification of the Python function `{stub.name}`:",
-        f"```python\n{context}{stub.prompt_text.rstrip()}\n```",
-    ]
-    if tests.strip():
-        shown = tests if len(tests) <= MAX_TESTS_SHOWN else tests[:MAX_TESTS_SHOWN] + "\n# ...\n"
-        parts.append(f"It already has these tests:\n```python\n{shown.strip()}\n```")
+    parts = specification(problem, stub, tests)
     parts.append(
         f"Write {n} new, different calls of `{stub.name}`, one per line, each of the form "
         f"`{stub.name}(<arguments>)` with literal arguments that the specification allows. "

@@ -22,9 +22,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from codeens.strategies.base import Decision, Strategy
+from codeens.strategies.inputs import InputOptions
 from codeens.strategies.interface import Candidate, Context
 from codeens.strategies.outputs import (
     Observed,
@@ -75,15 +76,7 @@ class MbrExec(Strategy):
     name = "mbr-exec"
     summary = "MBR-exec: the program whose outputs on test and model-proposed inputs most share"
 
-    class Options(BaseModel):
-        model_config = ConfigDict(extra="forbid")
-
-        inputs: int = Field(
-            10, ge=0, le=100, description="Calls asked of each model; 0: the visible calls only."
-        )
-        input_samples: int = Field(
-            1, ge=1, le=20, description="Input-writing completions per model."
-        )
+    class Options(InputOptions):
         visible_filter: bool = Field(
             True, description="Only candidates with the top visible pass rate take part."
         )
