@@ -88,6 +88,21 @@ def default_aggregator(models: Sequence[ModelConfig]) -> ModelConfig:
     return ranked[-1][1]
 
 
+def named_or_strongest(ctx: Context, name: str | None, where: str) -> ModelConfig:
+    """The model called ``name`` (a member or any configured model), or with no name the
+    strongest member (:func:`default_aggregator`); one line naming ``where`` otherwise."""
+    if name is None:
+        if not ctx.models:
+            raise StrategyCannotRun("no models to ask")
+        return default_aggregator(ctx.models)
+    known = {m.name: m for m in ctx.config.models} | {m.name: m for m in ctx.models}
+    if name not in known:
+        raise StrategyCannotRun(
+            f"unknown model {name!r} in {where} (configured: {', '.join(known)})"
+        )
+    return known[name]
+
+
 def _summary(candidate: Candidate) -> dict[str, Any]:
     result = candidate.result
     return {

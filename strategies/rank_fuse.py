@@ -25,11 +25,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from codeens.models.base import ModelConfig
-from codeens.strategies.base import Decision, Strategy, StrategyCannotRun
+from codeens.strategies.base import Decision, Strategy
 from codeens.strategies.fusion import fuse
 from codeens.strategies.interface import Candidate, Context
-from codeens.strategies.moa import default_aggregator
+from codeens.strategies.moa import named_or_strongest
 from codeens.strategies.pairrank import AGGREGATES, Ranking, chain
 from codeens.strategies.rank_fuse_options import RankFuseOptions
 from codeens.strategies.vote import rank_by_pass_rate
@@ -43,23 +42,13 @@ class RankFuse(Strategy):
     Options = RankFuseOptions
     options: RankFuseOptions
 
-    def _fuser(self, ctx: Context) -> ModelConfig:
-        name = self.options.fuser
-        known = {m.name: m for m in ctx.config.models} | {m.name: m for m in ctx.models}
-        if name is None:
-            if not ctx.models:
-                raise StrategyCannotRun("no models to ask")
-            return default_aggregator(ctx.models)
-        if name not in known:
-            raise StrategyCannotRun(
-                f"unknown model {name!r} in [strategies.rank-fuse] fuser "
-                f"(configured: {', '.join(known)})"
-            )
-        return known[name]
-
     def solve(self, ctx: Context) -> Decision:
         options = self.options
-        fuser = self._fuser(ctx) if options.fuse else None
+        fuser = (
+            named_or_strongest(ctx, options.fuser, "[strategies.rank-fuse] fuser")
+            if options.fuse
+            else None
+        )
         prior = [
             r["record"]
             for r in rank_by_pass_rate(ctx.sample_all(), include_unexecuted=ctx.suite is None)

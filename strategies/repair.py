@@ -30,9 +30,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from codeens.models.base import ModelConfig, Prompt
-from codeens.strategies.base import Decision, Strategy, StrategyCannotRun
+from codeens.strategies.base import Decision, Strategy
 from codeens.strategies.interface import Candidate, Context
-from codeens.strategies.moa import default_aggregator, passes_all
+from codeens.strategies.moa import named_or_strongest, passes_all
 from codeens.strategies.moa_prompts import Reference, failures, layer_prompt, status_line
 from codeens.strategies.vote import rank_by_pass_rate
 
@@ -97,22 +97,8 @@ class Repair(Strategy):
     Options = RepairOptions
     options: RepairOptions
 
-    def _repairer(self, ctx: Context) -> ModelConfig:
-        known = {m.name: m for m in ctx.config.models} | {m.name: m for m in ctx.models}
-        wanted = self.options.repairer
-        if wanted is not None:
-            if wanted not in known:
-                raise StrategyCannotRun(
-                    f"unknown model {wanted!r} in [strategies.repair] "
-                    f"(configured: {', '.join(known)})"
-                )
-            return known[wanted]
-        if not ctx.models:
-            raise StrategyCannotRun("no models to ask")
-        return default_aggregator(ctx.models)
-
     def solve(self, ctx: Context) -> Decision:
-        repairer = self._repairer(ctx)
+        repairer = named_or_strongest(ctx, self.options.repairer, "[strategies.repair]")
         first = ctx.sample_all()
         loop = _Loop()
         if ctx.suite is None:
