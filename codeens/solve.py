@@ -123,6 +123,7 @@ def solve(
     recorder = Recorder(store, run.id)
     targets: list[_Target] = []
     failures: dict[str, str] = {}
+    interrupted = False
     try:
         with contextlib.ExitStack() as stack:
             if sandbox is None:
@@ -151,10 +152,15 @@ def solve(
                         "every model failed: "
                         + "; ".join(f"{k}: {v}" for k, v in target.failures.items())
                     )
+    except (KeyboardInterrupt, SystemExit):
+        # Stopped from outside (Ctrl-C, SIGTERM): not an outcome, so an eval resumes it.
+        interrupted = True
+        raise
     finally:
         if own_generator:
             generator.close()
-        report = _finish(run, problem, [t.summary for t in targets], failures, started, store)
+        summaries = [t.summary for t in targets]
+        report = _finish(run, problem, summaries, failures, started, store, interrupted)
     return report
 
 
@@ -221,12 +227,15 @@ def _finish(
     failures: dict[str, str],
     started: float,
     store: Store,
+    interrupted: bool = False,
 ) -> SolveReport:
     """The report, and the run's row completed with its outcome (its one update)."""
     # Every generation of the run counts, including a strategy's own calls (judges, tests).
     rows = list(store.generations(run.id))
     statuses = [t.status for t in targets]
-    if len(targets) < len(problem.stubs):
+    if interrupted:
+        status = "interrupted"
+    elif len(targets) < len(problem.stubs):
         status = "failed"
     elif all(s == "solved" for s in statuses):
         status = "solved"

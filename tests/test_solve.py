@@ -14,14 +14,20 @@ from pathlib import Path
 
 import pytest
 
+from codeens.config import load_config
 from codeens.models.base import Completion
 from codeens.models.replay import record
 from codeens.problem import load_problem
+from codeens.progress import Progress
 from codeens.prompts import solve_prompt
 from codeens.sandbox.backends.base import Candidate
 from codeens.sandbox.backends.process import ProcessSandbox
 from codeens.sandbox.results import Limits
 from codeens.sandbox.testfile import parse_test_suite
+from codeens.solve import solve
+from codeens.storage import Store
+from codeens.strategies.base import Decision, Strategy
+from codeens.strategies.interface import Context
 from conftest import REPO, run_cli
 
 pytestmark = pytest.mark.docker
@@ -268,3 +274,33 @@ def test_models_lists_the_embedded_default(tmp_path: Path) -> None:
     assert qwen["bytes"] == 1_117_320_768 and qwen["sha256"].startswith("cc324af070c2")
     text = run_cli("models", cwd=tmp_path).stdout
     assert "# embedded models" in text and "Apache-2.0" in text
+
+
+class _Stopped(Strategy):
+    """Samples, then is stopped from outside (as Ctrl-C or SIGTERM stop a solve)."""
+
+    name = "stopped"
+    summary = "samples, then raises KeyboardInterrupt"
+
+    def solve(self, ctx: Context) -> Decision:
+        ctx.sample_all()
+        raise KeyboardInterrupt
+
+
+def test_a_stopped_solve_is_recorded_as_interrupted_with_what_it_logged(
+    tmp_path: Path, workspace: tuple[Path, str], sandbox_image: str
+) -> None:
+    """An eval resumes interrupted solves; a stop must not read as a finished 'failed'."""
+    problem, prompt_text = workspace
+    alpha = _record(tmp_path / "alpha.jsonl", "alpha", prompt_text, [CORRECT, WRONG_MINUS] * 2)
+    config, _ = load_config(_write_config(tmp_path / "codeens.toml", {"alpha": alpha}))
+    store = Store(tmp_path / "log.db")
+    with pytest.raises(KeyboardInterrupt):
+        solve(
+            load_problem(problem), config, models=config.models, strategy=_Stopped(),
+            samples=4, store=store, progress=Progress(enabled=False),
+        )  # fmt: skip
+    with sqlite3.connect(tmp_path / "log.db") as conn:
+        assert conn.execute("SELECT status FROM runs").fetchall() == [("interrupted",)]
+        assert conn.execute("SELECT count(*) FROM generations").fetchone() == (4,)
+        assert conn.execute("SELECT count(*) FROM executions").fetchone() == (2,)
