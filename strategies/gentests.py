@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from codeens.models.base import Prompt
 from codeens.prompts import context_before, specification
-from codeens.strategies.interface import Context, Question
+from codeens.strategies.asking import ask_every_model
+from codeens.strategies.interface import Context
 
 if TYPE_CHECKING:
     from codeens.problem import Problem
@@ -139,35 +140,23 @@ def generate_tests(ctx: Context, n: int, samples: int) -> GeneratedTests:
     (and an identical request is served from the log). A model that fails here is noted in
     the result only: it may still be fine for candidates, so it is not a run failure.
     """
-    prompt = prompt_for_tests(ctx.problem, ctx.stub, ctx.tests, n)
-    seen = set(visible_asserts(ctx.tests, ctx.stub.name))
-    cap = max(MAX_TESTS, n)
-    out = GeneratedTests()
     name = ctx.stub.name
-    for model in ctx.models:
-        if model.name in ctx.failures:
-            continue
-        prefix = "" if model.chat else base_continuation(name)
-
-        def asserts(text: str, prefix: str = prefix) -> str | None:
-            # The logged code holds the asserts taken from an answer (it is no candidate).
-            return "\n".join(parse_tests(prefix + text, name)) or None
-
-        answers = ctx.ask(model, Question(prompt, "tests", samples, keep=asserts))
-        if answers.error:
-            out.sources.append(
-                {"model": model.name, "samples": 0, "kept": 0, "error": answers.error}
-            )
-            continue
+    prompt = prompt_for_tests(ctx.problem, ctx.stub, ctx.tests, n)
+    asked = ask_every_model(
+        ctx, prompt, "tests", samples, lambda text: parse_tests(text, name),
+        base_continuation(name),
+    )  # fmt: skip
+    seen = set(visible_asserts(ctx.tests, name))
+    cap = max(MAX_TESTS, n)
+    out = GeneratedTests(
+        input_tokens=asked.input_tokens, output_tokens=asked.output_tokens, cost=asked.cost
+    )
+    for source in asked.sources:
         kept = 0
-        for sample in answers.samples:
-            for test in (sample.code or "").splitlines():
-                if test not in seen and len(out.tests) < cap:
-                    seen.add(test)
-                    out.tests.append(test)
-                    kept += 1
-            out.input_tokens += sample.generated.input_tokens
-            out.output_tokens += sample.generated.output_tokens
-            out.cost += sample.cost
-        out.sources.append({"model": model.name, "samples": len(answers.samples), "kept": kept})
+        for test in asked.lines.get(source["model"], []):
+            if test not in seen and len(out.tests) < cap:
+                seen.add(test)
+                out.tests.append(test)
+                kept += 1
+        out.sources.append(source | {"kept": kept})
     return out

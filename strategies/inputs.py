@@ -21,14 +21,15 @@ from __future__ import annotations
 import ast
 import builtins
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from codeens.models.base import Prompt
 from codeens.prompts import context_before, specification
-from codeens.strategies.interface import Context, Question
+from codeens.strategies.asking import ask_every_model
+from codeens.strategies.interface import Context
 
 if TYPE_CHECKING:
     from codeens.problem import Problem
@@ -160,43 +161,6 @@ class Inputs:
         }
 
 
-@dataclass
-class _Asked:
-    calls: dict[str, list[str]] = field(default_factory=dict)
-    sources: list[dict[str, Any]] = field(default_factory=list)
-    tokens: list[int] = field(default_factory=lambda: [0, 0])
-    cost: float = 0.0
-
-
-def _ask_models(ctx: Context, n: int, samples: int) -> _Asked:
-    """Every usable model's distinct calls, in the order it gave them (logged by ``ask``)."""
-    prompt = prompt_for_inputs(ctx.problem, ctx.stub, ctx.tests, n)
-    name = ctx.stub.name
-    asked = _Asked()
-    for model in ctx.models:
-        if model.name in ctx.failures:
-            continue
-        prefix = "" if model.chat else base_continuation(name)
-
-        def calls(text: str, prefix: str = prefix) -> str | None:
-            # The logged code holds the calls taken from an answer (it is no candidate).
-            return "\n".join(parse_calls(prefix + text, name)) or None
-
-        answers = ctx.ask(model, Question(prompt, "inputs", samples, keep=calls))
-        if answers.error:
-            asked.sources.append({"model": model.name, "samples": 0, "error": answers.error})
-            continue
-        mine: dict[str, None] = {}
-        for sample in answers.samples:
-            mine.update(dict.fromkeys((sample.code or "").splitlines()))
-            asked.tokens[0] += sample.generated.input_tokens
-            asked.tokens[1] += sample.generated.output_tokens
-            asked.cost += sample.cost
-        asked.calls[model.name] = list(mine)
-        asked.sources.append({"model": model.name, "samples": len(answers.samples)})
-    return asked
-
-
 def collect_inputs(ctx: Context, n: int, samples: int) -> Inputs:
     """The visible calls, then the new calls the models propose: each model is asked for
     ``n`` in ``samples`` completions and at most ``n`` of its calls are kept (small models
@@ -209,12 +173,17 @@ def collect_inputs(ctx: Context, n: int, samples: int) -> Inputs:
     seen = dict.fromkeys(visible_calls(ctx.tests, ctx.stub.name), "visible")
     if n == 0:
         return Inputs(tuple(seen), tuple(seen.values()))
-    asked = _ask_models(ctx, n, samples)
+    name = ctx.stub.name
+    prompt = prompt_for_inputs(ctx.problem, ctx.stub, ctx.tests, n)
+    asked = ask_every_model(
+        ctx, prompt, "inputs", samples, lambda text: parse_calls(text, name),
+        base_continuation(name),
+    )  # fmt: skip
     cap = len(seen) + MAX_INPUTS
-    kept = dict.fromkeys(asked.calls, 0)
+    kept = dict.fromkeys(asked.lines, 0)
     # Round robin over the models: a prolific model cannot crowd the others out.
-    for row in itertools.zip_longest(*asked.calls.values()):
-        for model, call in zip(asked.calls, row, strict=True):
+    for row in itertools.zip_longest(*asked.lines.values()):
+        for model, call in zip(asked.lines, row, strict=True):
             if call is None or call in seen or kept[model] == n or len(seen) == cap:
                 continue
             seen[call] = model
@@ -226,7 +195,7 @@ def collect_inputs(ctx: Context, n: int, samples: int) -> Inputs:
         tuple(seen),
         tuple(seen.values()),
         sources,
-        asked.tokens[0],
-        asked.tokens[1],
+        asked.input_tokens,
+        asked.output_tokens,
         asked.cost,
     )
