@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from codeens.storage import (
@@ -227,11 +227,9 @@ def test_concurrent_writers_lose_nothing(tmp_path: Path) -> None:
     assert switches > workers, f"writers did not overlap ({switches} switches)"
 
 
-def test_an_old_log_gets_target_and_code_hash_from_its_labels(tmp_path: Path) -> None:
-    """Rows written before m004 carry "target#hash" labels; the migration splits them."""
-    db = tmp_path / "old.db"
-    names = [name for name, _fn in MIGRATIONS]
-    upto = names.index("m004_execution_target_and_code")
+def _log_before(db: Path, migration: str) -> Engine:
+    """An engine on a new log that has every migration before ``migration`` applied."""
+    upto = [name for name, _fn in MIGRATIONS].index(migration)
     with _sqlite(db) as conn:
         conn.execute(
             "CREATE TABLE _codeens_migrations (name VARCHAR PRIMARY KEY, applied_at DATETIME)"
@@ -242,6 +240,14 @@ def test_an_old_log_gets_target_and_code_hash_from_its_labels(tmp_path: Path) ->
         for name, fn in MIGRATIONS[:upto]:
             fn(conn)
             conn.execute(text("INSERT INTO _codeens_migrations (name) VALUES (:n)"), {"n": name})
+    return engine
+
+
+def test_an_old_log_gets_target_and_code_hash_from_its_labels(tmp_path: Path) -> None:
+    """Rows written before m004 carry "target#hash" labels; the migration splits them."""
+    db = tmp_path / "old.db"
+    engine = _log_before(db, "m004_execution_target_and_code")
+    with engine.begin() as conn:
         for label in ("add#0123456789ab", "HumanEval/0#" + "f" * 64, "cand.py"):
             conn.execute(
                 text(
@@ -268,18 +274,8 @@ def test_an_old_log_gets_target_and_code_hash_from_its_labels(tmp_path: Path) ->
 def test_an_old_log_keeps_its_generations_with_no_origin(tmp_path: Path) -> None:
     """Generations logged before m006 did not say which request they answered: ''."""
     db = tmp_path / "old.db"
-    names = [name for name, _fn in MIGRATIONS]
-    upto = names.index("m006_generation_origin")
-    with _sqlite(db) as conn:
-        conn.execute(
-            "CREATE TABLE _codeens_migrations (name VARCHAR PRIMARY KEY, applied_at DATETIME)"
-        )
-        conn.commit()
-    engine = make_engine(db)
+    engine = _log_before(db, "m006_generation_origin")
     with engine.begin() as conn:
-        for name, fn in MIGRATIONS[:upto]:
-            fn(conn)
-            conn.execute(text("INSERT INTO _codeens_migrations (name) VALUES (:n)"), {"n": name})
         conn.execute(
             text(
                 "INSERT INTO generations (created_at, run_id, target, model, backend, "
