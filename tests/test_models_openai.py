@@ -22,6 +22,7 @@ import pytest
 from models_fixtures import ADD_PROMPT
 
 from codeens.models import ModelConfig, ModelUnavailable, SamplingParams
+from codeens.models.base import Completion
 from codeens.models.llamacpp import LlamaCpp
 from codeens.models.openai_compat import EndpointError, OpenAICompat
 
@@ -240,17 +241,22 @@ def answer(path: str, body: dict[str, Any], index: int) -> dict[str, Any]:
 FAST_RETRY = {"backoff_s": 0.01, "max_backoff_s": 2.0, "timeout_s": 0.5}
 
 
-@pytest.mark.parametrize("fault", ["429", "500", "slow", "malformed", "drop"])
-def test_transient_fault_is_retried(fault: str) -> None:
-    server = FaultServer([fault])
-    model = openai_model(server.base_url, **FAST_RETRY)
+def _timed(server: FaultServer, seed: int = 0, **options: float) -> tuple[Completion, float]:
+    """One sampled completion through ``server``: what came back and the seconds it took."""
+    model = openai_model(server.base_url, **options)
     try:
         started = time.monotonic()
-        [done] = model.complete(ADD_PROMPT, 1, SAMPLED, seed=9)
-        waited = time.monotonic() - started
+        [done] = model.complete(ADD_PROMPT, 1, SAMPLED, seed=seed)
+        return done, time.monotonic() - started
     finally:
         model.close()
         server.close()
+
+
+@pytest.mark.parametrize("fault", ["429", "500", "slow", "malformed", "drop"])
+def test_transient_fault_is_retried(fault: str) -> None:
+    server = FaultServer([fault])
+    done, waited = _timed(server, seed=9, **FAST_RETRY)
     assert server.attempts == 2
     assert done.text == "answer 1.0 seed 9"
     assert (done.input_tokens, done.output_tokens) == (7, 5)
@@ -260,14 +266,7 @@ def test_transient_fault_is_retried(fault: str) -> None:
 
 def test_backoff_doubles_with_equal_jitter() -> None:
     server = FaultServer(["500", "500"])
-    model = openai_model(server.base_url, backoff_s=0.2, max_backoff_s=2.0, timeout_s=0.5)
-    try:
-        started = time.monotonic()
-        model.complete(ADD_PROMPT, 1, SAMPLED, seed=0)
-        waited = time.monotonic() - started
-    finally:
-        model.close()
-        server.close()
+    _, waited = _timed(server, backoff_s=0.2, max_backoff_s=2.0, timeout_s=0.5)
     assert server.attempts == 3
     # Waits of 0.1-0.2 s, then 0.2-0.4 s: at least the fixed halves, at most the full ones.
     assert 0.3 <= waited < 0.6 + 0.5
@@ -275,14 +274,7 @@ def test_backoff_doubles_with_equal_jitter() -> None:
 
 def test_retry_after_is_capped_by_max_backoff() -> None:
     server = FaultServer(["429"], retry_after="30")
-    model = openai_model(server.base_url, **{**FAST_RETRY, "max_backoff_s": 0.2})
-    try:
-        started = time.monotonic()
-        model.complete(ADD_PROMPT, 1, SAMPLED, seed=0)
-        waited = time.monotonic() - started
-    finally:
-        model.close()
-        server.close()
+    _, waited = _timed(server, **{**FAST_RETRY, "max_backoff_s": 0.2})
     assert server.attempts == 2
     assert 0.2 <= waited < 1.5
 
