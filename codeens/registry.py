@@ -58,11 +58,20 @@ class Registry(Generic[T]):
             return self._extra[name]
         found = self._entry_points().get(name)
         if found is None:
-            known = self.names()
-            close = difflib.get_close_matches(name, known, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise UnknownName(
-                f"unknown {self.kind} {name!r} (known: {', '.join(known) or 'none'}){hint}"
-            )
+            raise UnknownName(self._unknown(name))
         obj: T = found.load()
         return obj
+
+    def check(self, names: list[str]) -> list[str]:
+        """``names`` unchanged when each is registered (nothing is loaded); otherwise the
+        ValueError a pydantic validator raises, naming the first unknown one."""
+        for name in names:
+            if name not in self._extra and name not in self._entry_points():
+                raise ValueError(self._unknown(name))
+        return names
+
+    def _unknown(self, name: str) -> str:
+        known = self.names()
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        return f"unknown {self.kind} {name!r} (known: {', '.join(known) or 'none'}){hint}"

@@ -25,7 +25,6 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from codeens.registry import UnknownName
 from codeens.sandbox.results import ExecutionResult, Verdict
 from codeens.strategies.base import STRATEGIES, Decision, Strategy, StrategyCannotRun
 from codeens.strategies.interface import Candidate, Context, Sample
@@ -146,10 +145,7 @@ class PromptEnsemble(Strategy):
         def _selector(cls, name: str) -> str:
             if name in OWN_SAMPLING:
                 raise ValueError(f"{name} does its own sampling; use vote, majority, ...")
-            try:
-                STRATEGIES.get(name)
-            except UnknownName as exc:
-                raise ValueError(str(exc)) from None
+            STRATEGIES.check([name])
             return name
 
     options: Options

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from codeens.registry import UnknownName
 from codeens.strategies.comparators import COMPARATORS
 from codeens.strategies.pairrank import Aggregate
 
@@ -47,9 +46,4 @@ class RankFuseOptions(BaseModel):
     @field_validator("comparators")
     @classmethod
     def _known(cls, names: list[str]) -> list[str]:
-        for name in names:
-            try:
-                COMPARATORS.get(name)
-            except UnknownName as exc:
-                raise ValueError(str(exc)) from None
-        return names
+        return COMPARATORS.check(names)

@@ -25,7 +25,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from codeens.registry import Registry, UnknownName
+from codeens.registry import Registry
 from codeens.strategies import scorers
 from codeens.strategies.base import Decision, Strategy
 from codeens.strategies.behaviour import behaviour_key, group_sizes
@@ -73,12 +73,7 @@ class ScoreEnsemble(Strategy):
         @field_validator("scorers")
         @classmethod
         def _known(cls, names: list[str]) -> list[str]:
-            for name in names:
-                try:
-                    SCORERS.get(name)
-                except UnknownName as exc:
-                    raise ValueError(str(exc)) from None
-            return names
+            return SCORERS.check(names)
 
     options: Options
 

@@ -41,3 +41,14 @@ def test_a_run_time_registration_shadows_an_entry_point_until_undone() -> None:
     assert registry.get("process") is ProcessSandbox
     registry.unregister("process")  # entry points are not the registry's to forget
     assert registry.get("process") is ProcessSandbox
+
+
+def test_check_accepts_registered_names_and_names_the_first_unknown() -> None:
+    """What option validators call: entry points and run-time registrations count."""
+    assert SANDBOXES.check(["docker", "process"]) == ["docker", "process"]
+    with pytest.raises(ValueError, match=r"unknown sandbox backend 'dockr'.*did you mean 'docker'"):
+        SANDBOXES.check(["process", "dockr", "other"])
+    with SANDBOXES.registered("other", Other):
+        assert SANDBOXES.check(["other"]) == ["other"]
+    with pytest.raises(ValueError, match="'other'"):
+        SANDBOXES.check(["other"])
