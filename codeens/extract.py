@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from tree_sitter import Node
 
 from codeens import pysyntax
+from codeens.pyast import UNPARSABLE
 from codeens.stub import Stub
 
 _FENCES = ("```", "~~~")
@@ -163,7 +164,7 @@ def _valid(code: str) -> bool:
         return False
     try:
         compile(code, "<candidate>", "exec", dont_inherit=True)
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
+    except UNPARSABLE:
         return False
     return True
 
@@ -213,5 +214,5 @@ def normalize(code: str) -> str:
     try:
         tree = ast.parse(code)
         return ast.unparse(_StripDocstrings().visit(tree))
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
+    except UNPARSABLE:
         return "\n".join(line.rstrip() for line in code.strip().splitlines() if line.strip())

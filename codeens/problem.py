@@ -25,6 +25,7 @@ from codeens.problem_tests import (
     part,
     test_file_parts,
 )
+from codeens.pyast import UNPARSABLE
 from codeens.sandbox.errors import SandboxInputError
 from codeens.sandbox.testfile import read_python_text
 from codeens.stub import Stub
@@ -284,6 +285,6 @@ def fill(problem: Problem, solutions: Mapping[str, str], *, keep_tests: bool = T
         result = result.rstrip() + newline
     try:
         compile(result, str(problem.path), "exec", dont_inherit=True)
-    except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
+    except UNPARSABLE as exc:
         raise ValueError(f"{problem.path}: filled program does not compile ({exc})") from exc
     return result

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 
+from codeens.pyast import parse_or_none
 from codeens.stub import Stub
 
 
@@ -24,9 +25,8 @@ def _params(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> list[str]:
 
 
 def _function(source: str, name: str) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
-    try:
-        tree = ast.parse(source)
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
+    tree = parse_or_none(source)
+    if tree is None:
         return None
     for node in tree.body:
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == name:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from codeens.extract import normalize
 from codeens.problem import Problem
 from codeens.prompts import context_before
+from codeens.pyast import parse_or_none
 from codeens.stub import Stub
 
 
@@ -53,9 +54,8 @@ def texts(problem: Problem, stub: Stub, code: str) -> Texts:
 
 def _split(code: str, name: str) -> _Parts:
     """The candidate's parts; the whole code as its body when it cannot be taken apart."""
-    try:
-        tree = ast.parse(code)
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
+    tree = parse_or_none(code)
+    if tree is None:
         return _Parts("", code, code)
     defs = [
         node

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from codeens.models.base import Prompt
 from codeens.prompts import context_before, specification
+from codeens.pyast import parse_or_none
 from codeens.strategies.asking import ask_every_model
 from codeens.strategies.interface import Context
 
@@ -74,9 +75,8 @@ def _one_assert(line: str, name: str) -> str | None:
     """The normal form of ``line`` when it is one assert calling ``name``, else None."""
     if len(line) > MAX_LINE or not line.startswith("assert"):
         return None
-    try:
-        tree = ast.parse(line)
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
+    tree = parse_or_none(line)
+    if tree is None:
         return None
     if len(tree.body) != 1 or not isinstance(tree.body[0], ast.Assert):
         return None
@@ -101,9 +101,8 @@ def parse_tests(text: str, name: str) -> list[str]:
 
 def visible_asserts(tests: str, name: str) -> list[str]:
     """The one-line asserts calling ``name`` anywhere in the visible tests, normalised."""
-    try:
-        tree = ast.parse(tests)
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
+    tree = parse_or_none(tests)
+    if tree is None:
         return []
     found: dict[str, None] = {}
     for node in ast.walk(tree):

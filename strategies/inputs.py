@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from codeens.models.base import Prompt
 from codeens.prompts import context_before, specification
+from codeens.pyast import parse_or_none
 from codeens.strategies.asking import ask_every_model
 from codeens.strategies.interface import Context
 
@@ -120,9 +121,8 @@ def parse_calls(text: str, name: str) -> list[str]:
         line = raw.strip()
         if f"{name}(" not in line or len(line) > MAX_LINE:
             continue
-        try:
-            tree = ast.parse(line)
-        except (SyntaxError, ValueError, RecursionError, MemoryError):
+        tree = parse_or_none(line)
+        if tree is None:
             continue
         _calls_in(tree, name, found)
     return list(found)
@@ -130,9 +130,8 @@ def parse_calls(text: str, name: str) -> list[str]:
 
 def visible_calls(tests: str, name: str) -> list[str]:
     """Every standalone call of ``name`` in the visible tests, normalised, de-duplicated."""
-    try:
-        tree = ast.parse(tests)
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
+    tree = parse_or_none(tests)
+    if tree is None:
         return []
     found: dict[str, None] = {}
     _calls_in(tree, name, found)
