@@ -9,8 +9,10 @@ never typed. The slices are fixed by their stride, not chosen by looking at resu
 (MBPP 17, 29, ...) instead, which no default was chosen on, and writes
 ``eval_heldout.md`` and the README's ``eval-heldout`` block.
 
-An interrupted run is continued: an unfinished eval run in the private log with the same
-command line is resumed (``codeens eval --resume``) instead of started again.
+The log is kept in git compressed (``eval_log.py pack``); when ``--db`` is the default and
+absent, the archive is unpacked first. An interrupted run is continued: an unfinished eval
+run in the log with the same command line is resumed (``codeens eval --resume``) instead of
+started again.
 
 Usage (from outside the checkout, or with the installed package first on sys.path):
     .venv/bin/python benchmarks/eval_headline.py [--samples 4]
@@ -28,6 +30,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from eval_log import ARCHIVE, DB, unpack
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -243,7 +247,7 @@ def main() -> None:
         "score-ensemble,moa).",
     )
     parser.add_argument("--mbpp-data", type=Path, default=None, help="Default: shipped copy.")
-    parser.add_argument("--db", type=Path, default=RESULTS / "eval_headline.db")
+    parser.add_argument("--db", type=Path, default=DB)
     parser.add_argument("--no-readme", action="store_true", help="Leave README.md alone.")
     parser.add_argument(
         "--reuse", action="store_true", help="Tabulate finished runs of the same slices again."
@@ -257,6 +261,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
+    if args.db == DB and unpack(args.db):
+        print(f"log restored from {ARCHIVE.name}", file=sys.stderr)
     extra = {
         "humaneval": [],
         "mbpp": ["--split", "test", *(["--data", str(args.mbpp_data)] if args.mbpp_data else [])],
