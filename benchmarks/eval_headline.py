@@ -213,8 +213,11 @@ def table(summary: dict[str, Any], db: Path, described: dict[str, str]) -> list[
         f"{best_model[0]} {pct(best_model[1]['pass@1'])} % per sample: {gap:+.1f} points; "
         f"selection efficiency {pct(best[1]['selection_efficiency'])} %.",
         "",
-        f"Cascade thresholds per stage, as recorded: {summary['cascade_thresholds']}.",
-        "",
+        *(
+            [f"Cascade thresholds per stage, as recorded: {summary['cascade_thresholds']}.", ""]
+            if "cascade" in summary["strategies"]
+            else []
+        ),
         *[
             f"Command: `{run['command']}` (run `{run['run_id']}`)"
             for run in summary.get("runs", [summary])
