@@ -172,7 +172,7 @@ def lost(row: dict[str, Any], problems: int) -> str:
     return str(round(problems * (row["oracle"] - row["pass@1"])))
 
 
-def table(summary: dict[str, Any], db: Path, described: dict[str, str]) -> list[str]:
+def table(summary: dict[str, Any], described: dict[str, str]) -> list[str]:
     lines = [
         f"**{summary['benchmark']} {summary['split']}**, {described[summary['benchmark']]}: "
         f"{summary['problems_done']} problems, {summary['samples']} samples per model; "
@@ -297,14 +297,14 @@ def main() -> None:
         ),
     ]
     for summary in summaries:
-        body += table(summary, args.db, DESCRIPTIONS[args.slices])
+        body += table(summary, DESCRIPTIONS[args.slices])
     for summary in earlier.values():
         strategies = ",".join(summary["strategies"])
         body += [
             f"Not rerun this time: the {summary['benchmark']} table below is the earlier run's "
             f"(strategies {strategies}).",
             "",
-            *table(summary, args.db, DESCRIPTIONS[args.slices]),
+            *table(summary, DESCRIPTIONS[args.slices]),
         ]
     summaries += earlier.values()
     text = "\n".join(body)
