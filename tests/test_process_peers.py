@@ -32,6 +32,11 @@ DIFFERS = {
         "the slot uid may walk the whole host file system (it deletes nothing it does not "
         "own), which can outlast the deadline on a loaded machine",
     ),
+    "shutil.rmtree and os.remove on the image": (
+        ("passed", "timeout"),
+        "the slot uid walks the host's whole /usr/lib (deleting nothing it does not own), "
+        "which can outlast the deadline on a loaded machine; CI saw it time out once",
+    ),
     "a user namespace to regain capabilities": (
         ("failed",),
         "no seccomp filter: unshare(CLONE_NEWUSER) succeeds (capabilities inside the new "
