@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from codeens.embedded import CATALOG, default_models
 from codeens.models.base import ModelConfig
+from codeens.models.composite import expand
 from codeens.sandbox.results import Limits
 from codeens.validation import first_error
 
@@ -122,6 +123,13 @@ class Config(BaseModel):
     strategies: dict[str, dict[str, object]] = Field(
         default_factory=dict, description="Per-strategy options, by strategy name."
     )
+
+    @field_validator("models")
+    @classmethod
+    def _composites(cls, models: tuple[ModelConfig, ...]) -> tuple[ModelConfig, ...]:
+        """Composite models (options ``members``) get their members' configs."""
+        by_name = {m.name: m for m in (*models, *(e.config for e in CATALOG))}
+        return expand(models, lambda name: by_name.get(name))
 
     def model(self, name: str) -> ModelConfig:
         """The configured model called ``name``, else the embedded one of that name."""

@@ -7,7 +7,9 @@ Rule, for one configured model:
 2. Otherwise, when the log records how its location was built (a merge or MoE row in the
    ``lineage`` table), its roots are the union of its sources' roots, recursively: a merge
    of A and B has roots {A, B}, and a merge of that with C has {A, B, C}.
-3. Otherwise the model is its own root: its location, else its name. Two members over the
+3. Otherwise, for a composite (a model whose options name ``members``, such as a fused
+   decoder), the union of its members' roots: its outputs are theirs, mixed.
+4. Otherwise the model is its own root: its location, else its name. Two members over the
    same weights (the same model under two prompts or two sampling settings) therefore
    share a root without any configuration.
 
@@ -24,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from codeens.models.base import ModelConfig
+from codeens.models.composite import RESOLVED, is_composite
 from codeens.storage.models import Lineage
 from codeens.strategies.interface import LogReader
 
@@ -71,6 +74,9 @@ class Lineages:
     def of(self, model: ModelConfig) -> frozenset[str]:
         if model.lineage:
             return frozenset({model.lineage})
+        members = model.options.get(RESOLVED) if is_composite(model) else None
+        if members:
+            return frozenset().union(*(self.of(ModelConfig.model_validate(m)) for m in members))
         return self._roots(_own(model), _names(model.location), 0)
 
     def _roots(self, display: str, spellings: set[str], depth: int) -> frozenset[str]:

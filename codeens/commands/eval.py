@@ -118,10 +118,11 @@ def eval_command(
 def _prepare(spec: EvalSpec) -> None:
     """Join and verify the split model files the run uses before anything is sampled."""
     from codeens.models import locate
+    from codeens.models.composite import locations
     from codeens.models.parts import AssemblyError
 
     try:
-        locate.prepare([spec.config.model(name).location for name in spec.models])
+        locate.prepare([loc for name in spec.models for loc in locations(spec.config.model(name))])
     except AssemblyError as exc:
         raise InputError(str(exc)) from exc
 

@@ -78,6 +78,7 @@ def _suggest(
 ) -> bool:
     from codeens.config import ConfigError, load_config
     from codeens.models import locate
+    from codeens.models.composite import locations
     from codeens.models.parts import AssemblyError
     from codeens.precommit import related_tests, unified_diff
     from codeens.problem import fill, load_problem
@@ -88,7 +89,7 @@ def _suggest(
     try:
         config, _ = load_config(config_path)
         strategy = load_strategy(config.strategy, config)
-        locate.prepare([m.location for m in config.models])
+        locate.prepare([loc for m in config.models for loc in locations(m)])
     except (ConfigError, AssemblyError) as exc:
         raise InputError(str(exc)) from exc
     store = Store(db)

@@ -63,6 +63,7 @@ def solve(
     from codeens.commands.options import config_overrides
     from codeens.config import ConfigError, load_config
     from codeens.models import locate
+    from codeens.models.composite import locations
     from codeens.models.parts import AssemblyError
     from codeens.problem import ProblemError, load_problem
     from codeens.progress import Progress
@@ -78,7 +79,7 @@ def solve(
         strategy = load_strategy(config.strategy, config)
         warning = config.sandbox.warning()
         problem = load_problem(problem_path, list(extra_tests))
-        locate.prepare([m.location for m in models])
+        locate.prepare([loc for m in models for loc in locations(m)])
     except (ConfigError, ProblemError, UnknownName, AssemblyError) as exc:
         raise InputError(str(exc)) from exc
     if warning is not None:

@@ -76,7 +76,10 @@ def _cpus() -> int:
 
 
 @dataclass
-class _Loaded:
+class Loaded:
+    """A loaded GGUF: the ``Llama`` (weights, vocabulary, template), its prompt renderer and
+    decoder, and the lock every use of them holds."""
+
     llama: Any
     renderer: PromptRenderer
     decoder: BatchDecoder
@@ -146,7 +149,7 @@ class LlamaCpp(Model):
         super().__init__(config)
         self._pool = ModelPool()
         self._own_pool = True
-        self._loaded: _Loaded | None = None
+        self._loaded: Loaded | None = None
         self._lock = threading.Lock()
 
     def share_loads(self, pool: ModelPool) -> None:
@@ -162,7 +165,12 @@ class LlamaCpp(Model):
         why = locate.check(self.config.location)
         return (not why, why)
 
-    def _model(self) -> _Loaded:
+    def loaded(self) -> Loaded:
+        """The loaded model (loading it on first use): for callers that decode with it
+        themselves, such as the fusing backend; hold its lock while doing so."""
+        return self._model()
+
+    def _model(self) -> Loaded:
         with self._lock:  # one lookup per instance, however many threads ask at once
             if self._loaded is None:
                 path = locate.resolve(self.config.location)
@@ -170,7 +178,7 @@ class LlamaCpp(Model):
                 self._loaded = self._pool.get(key, lambda: self._load(path))
             return self._loaded
 
-    def _load(self, path: Path) -> _Loaded:
+    def _load(self, path: Path) -> Loaded:
         _bounded_spin()
         try:
             import llama_cpp
@@ -198,7 +206,7 @@ class LlamaCpp(Model):
             kv_unified=options.kv_unified,
             flash_attn=options.flash_attn,
         )
-        return _Loaded(llama, PromptRenderer(llama), BatchDecoder(llama, settings))
+        return Loaded(llama, PromptRenderer(llama), BatchDecoder(llama, settings))
 
     def complete(
         self, prompt: Prompt, n: int, params: SamplingParams, seed: int

@@ -29,6 +29,8 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import numpy as np
+
 from codeens.models.base import ModelUnavailable, SamplingParams
 from codeens.models.llamacpp_context import (
     DecoderSettings,
@@ -152,6 +154,27 @@ class BatchDecoder:
 
         self._evaluate(tokens, start - 1, read, upto=len(tokens) - 1)
         return out
+
+    @property
+    def n_vocab(self) -> int:
+        return self._n_vocab
+
+    def logits_after(self, tokens: Sequence[int]) -> Any:
+        """The next-token logits after ``tokens`` (a float32 copy, ``n_vocab`` long).
+
+        Sequence 0 is brought to ``tokens``: cells past the common prefix with what it
+        holds are removed (``llama_memory_seq_rm``: a roll-back) and only the rest is
+        evaluated, so a caller stepping one token at a time evaluates one token a step
+        and one that appends several, or takes some back, pays for just those.
+        """
+        if not tokens:
+            raise ValueError("nothing to evaluate")
+        if len(tokens) > self.settings.n_ctx:
+            raise context_error(len(tokens), self.settings.n_ctx)
+        self._use(plan(self.settings, len(tokens), 1, self._layout))
+        row = self._evaluate(tokens)
+        logits = self._lib.llama_get_logits_ith(self._ctx, row)
+        return np.ctypeslib.as_array(logits, shape=(self._n_vocab,)).copy()
 
     def _use(self, layout: Layout) -> Layout:
         """Make ``layout`` the context's, recreating the context when it changes."""

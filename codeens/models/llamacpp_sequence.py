@@ -63,6 +63,17 @@ def sampler_chain(lib: Any, n_vocab: int, temperature: float, top_p: float, seed
     return chain
 
 
+def multibyte_wait(text: bytes, waiting: int) -> int:
+    """How many more tokens the library waits before it checks stop strings and
+    ``max_tokens`` again, given the text so far (its lead-byte test on the last 3 bytes)."""
+    for k, char in enumerate(text[-3:]):
+        k = 3 - k
+        for num, pattern in _LEAD_BYTES:
+            if num > k and pattern & char == pattern:
+                waiting = num - k
+    return waiting
+
+
 def token_logprob(logits: Any, n_vocab: int, token: int) -> float:
     """log softmax(logits)[token], in float32 as ``Llama.logits_to_logprobs`` computes it."""
     row = np.ctypeslib.as_array(logits, shape=(n_vocab,))
@@ -110,11 +121,7 @@ class SequenceState:
             self.logprobs.append(logprob)
         self._pieces.append(self._piece(token))
         text = self._joined()
-        for k, char in enumerate(text[-3:]):
-            k = 3 - k
-            for num, pattern in _LEAD_BYTES:
-                if num > k and pattern & char == pattern:
-                    self._multibyte_fix = num - k
+        self._multibyte_fix = multibyte_wait(text, self._multibyte_fix)
         if self._multibyte_fix > 0:
             self._multibyte_fix -= 1
         else:

@@ -1,0 +1,236 @@
+"""The ``fuse`` backend: token- and span-level fusion over real llama.cpp models.
+
+Tiny GGUF pairs built here (two byte-level BPE vocabularies of 320 and 290 tokens, so some
+token of one is several of the other) and the embedded SmolLM2/Gemma pair for the real
+case of two unrelated tokenizers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from models_fixtures import GEMMA, SMOLLM2
+from tiny_gguf import build_tiny_gguf
+
+from codeens.config import ConfigError, load_config
+from codeens.models import ModelConfig, Prompt, SamplingParams
+from codeens.models.fuse import Fuse
+from codeens.models.fusion import Member, Output, TokenOptions, fuse_tokens
+from codeens.models.llamacpp import LlamaCpp
+from codeens.models.pool import ModelPool
+from codeens.models.vocab import UnionVocabulary, vocabulary
+
+pytest_plugins = ["models_fixtures"]
+
+PROMPT = Prompt(messages=({"role": "user", "content": "add"},), prefix="def add(a, b):\n")
+GREEDY = SamplingParams(temperature=0.0, max_tokens=24)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("fuse-tiny")
+    return {
+        "a": build_tiny_gguf(root / "a.gguf", vocab_size=320, seed=0),
+        "b": build_tiny_gguf(root / "b.gguf", vocab_size=290, seed=1),
+    }
+
+
+def member(name: str, location: Path | str, **options: object) -> ModelConfig:
+    return ModelConfig(
+        name=name,
+        backend="llamacpp",
+        location=str(location),
+        chat=False,
+        options={"n_ctx": 256, **options},
+    )
+
+
+def fused(*members: ModelConfig, **options: object) -> Fuse:
+    return Fuse(
+        ModelConfig(
+            name="fused",
+            backend="fuse",
+            chat=False,
+            options={
+                "members": [m.name for m in members],
+                "member_configs": [m.model_dump() for m in members],
+                **options,
+            },
+        )
+    )
+
+
+def greedy_text(config: ModelConfig, params: SamplingParams = GREEDY) -> str:
+    model = LlamaCpp(config)
+    try:
+        return model.complete(PROMPT, 1, params, seed=0)[0].text
+    finally:
+        model.close()
+
+
+def fused_completion(model: Fuse, params: SamplingParams = GREEDY, seed: int = 0):  # type: ignore[no-untyped-def]
+    try:
+        return model.complete(PROMPT, 1, params, seed=seed)[0]
+    finally:
+        model.close()
+
+
+@pytest.fixture(scope="module")
+def tiny_loads(tiny: dict[str, Path]) -> Iterator[dict[str, object]]:
+    pool = ModelPool()
+    loads = {}
+    for name, path in tiny.items():
+        backend = LlamaCpp(member(name, path))
+        backend.share_loads(pool)
+        loads[name] = backend.loaded()
+    yield loads
+    pool.close()
+
+
+def test_union_vocabulary_round_trips_every_token(tiny_loads: dict[str, object]) -> None:
+    vocabs = [vocabulary(load.llama) for load in tiny_loads.values()]  # type: ignore[attr-defined]
+    assert vocabs[0].digest != vocabs[1].digest
+    union = UnionVocabulary(vocabs)
+    several = 0
+    for i, vocab in enumerate(vocabs):
+        for token, piece in enumerate(vocab.pieces):
+            uid = int(union.of_token[i][token])
+            if token in vocab.eog:
+                assert uid == 0
+                continue
+            if not piece:
+                assert uid == -1
+                continue
+            assert union.texts[uid] == piece
+            single = int(union.single[i][uid])
+            assert vocab.pieces[single] == piece
+            other = 1 - i
+            several += int(union.single[other][uid]) < 0
+    assert several > 0  # some string is one token in one model and several in the other
+
+
+def test_weights_one_zero_reproduce_the_first_member(tiny: dict[str, Path]) -> None:
+    a, b = member("a", tiny["a"]), member("b", tiny["b"])
+    want = greedy_text(a)
+    got = fused_completion(fused(a, b, weights=[1.0, 0.0]))
+    assert got.text == want
+    assert got.extra["fused_share"] == 0.0
+
+
+def test_identical_members_reproduce_one_member_in_both_modes(tiny: dict[str, Path]) -> None:
+    a, twin = member("a", tiny["a"]), member("twin", tiny["a"], n_seq_max=4)
+    want = greedy_text(a)
+    assert want  # the comparison below means something
+    assert fused_completion(fused(a, twin)).text == want
+    assert fused_completion(fused(a, twin, mode="span")).text == want
+    assert fused_completion(fused(a, twin, mode="span", boundary="token")).text == want
+
+
+def test_threshold_lets_a_confident_first_member_decide_alone(tiny: dict[str, Path]) -> None:
+    a, b = member("a", tiny["a"]), member("b", tiny["b"])
+    alone = fused_completion(fused(a, b, threshold=1e-6))
+    assert alone.text == greedy_text(a)
+    assert alone.extra["fused_share"] == 0.0
+    always = fused_completion(fused(a, b))
+    assert always.extra["fused_share"] == 1.0
+
+
+def test_top_k_over_the_whole_vocabulary_equals_the_full_union(tiny: dict[str, Path]) -> None:
+    a, b = member("a", tiny["a"]), member("b", tiny["b"])
+    full = fused_completion(fused(a, b))
+    topk = fused_completion(fused(a, b, top_k=400))
+    assert topk.text == full.text
+
+
+def test_retokenised_choices_keep_every_cache_consistent(
+    tiny: dict[str, Path], tiny_loads: dict[str, object]
+) -> None:
+    loads = list(tiny_loads.values())
+    vocabs = [vocabulary(load.llama) for load in loads]  # type: ignore[attr-defined]
+    union = UnionVocabulary(vocabs)
+    members = [
+        Member(
+            name=name,
+            decoder=load.decoder,  # type: ignore[attr-defined]
+            vocab=vocab,
+            tokenize=lambda text, llama=load.llama: list(  # type: ignore[attr-defined]
+                llama.tokenize(text, add_bos=False, special=False)
+            ),
+            prompt=tuple(load.llama.tokenize(b"def add(a, b):\n", add_bos=False)),  # type: ignore[attr-defined]
+        )
+        for (name, load), vocab in zip(tiny_loads.items(), vocabs, strict=True)
+    ]
+    result = fuse_tokens(
+        members,
+        union,
+        TokenOptions(),
+        Output((), 40),
+        temperature=1.0,
+        top_p=1.0,
+        rng=np.random.default_rng(3),
+    )
+    assert result.steps >= 40  # past 40 only while the text ends inside a character
+    # Some chosen string was several tokens in one member: its stream is longer.
+    assert len(result.members_out[0]) != len(result.members_out[1])
+    for m, vocab in zip(members, vocabs, strict=True):
+        held = b"".join(vocab.pieces[t] for t in m.out) + m.pending
+        assert held.decode("utf-8", errors="ignore") == result.text
+        incremental = m.logits()
+        fresh = LlamaCpp(member("fresh", tiny[m.name]))
+        try:
+            expected = fresh.loaded().decoder.logits_after(m.tokens)
+        finally:
+            fresh.close()
+        np.testing.assert_allclose(incremental, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_span_fusion_across_vocabularies(tiny: dict[str, Path]) -> None:
+    a, b = member("a", tiny["a"]), member("b", tiny["b"])
+    out = fused_completion(fused(a, b, mode="span", boundary="word", span_tokens=4))
+    assert out.output_tokens > 0
+    assert out.finish_reason in ("stop", "length")
+
+
+def test_packllm_weights_follow_prompt_perplexity(tiny: dict[str, Path]) -> None:
+    a, b = member("a", tiny["a"]), member("b", tiny["b"])
+    out = fused_completion(fused(a, b, weights="packllm", tau=0.5))
+    weights = out.extra["weights"]
+    assert len(weights) == 2 and abs(sum(weights) - 1.0) < 1e-3
+    assert weights[0] != weights[1]
+
+
+def test_smollm2_gemma_union_with_one_zero_weight_is_smollm2(
+    smollm2_file: Path, gemma_file: Path
+) -> None:
+    s, g = member("smol", SMOLLM2, n_ctx=512), member("gemma", GEMMA, n_ctx=512)
+    params = SamplingParams(temperature=0.0, max_tokens=32)
+    want = greedy_text(s, params)
+    got = fused_completion(fused(s, g, weights=[1.0, 0.0]), params)
+    assert got.text == want
+    both = fused_completion(fused(s, g), params)
+    assert both.output_tokens > 0
+
+
+def test_config_resolves_members_and_fails_in_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "codeens.toml"
+    path.write_text(
+        '[[models]]\nname = "fused"\nbackend = "fuse"\n'
+        'options = { members = ["qwen-coder-0.5b", "qwen-coder-1.5b"], mode = "token" }\n'
+    )
+    config, _ = load_config(path)
+    model = config.model("fused")
+    resolved = model.options["member_configs"]
+    assert [m["name"] for m in resolved] == ["qwen-coder-0.5b", "qwen-coder-1.5b"]
+    assert model.chat is True
+    assert model.sampling == config.model("qwen-coder-0.5b").sampling
+    assert model.price_output_per_mtok == pytest.approx(0.05 + 0.15)
+    Fuse(model)  # its options validate
+
+    path.write_text(
+        '[[models]]\nname = "fused"\nbackend = "fuse"\noptions = { members = ["nope"] }\n'
+    )
+    with pytest.raises(ConfigError, match="unknown member 'nope'"):
+        load_config(path)
