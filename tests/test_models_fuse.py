@@ -234,3 +234,64 @@ def test_config_resolves_members_and_fails_in_one_line(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match="unknown member 'nope'"):
         load_config(path)
+
+
+FUSED_CONFIG = """
+[[models]]
+name = "smol-a"
+backend = "llamacpp"
+location = "{smol}"
+sampling = {{ temperature = 0.0, max_tokens = 96 }}
+options = {{ n_ctx = 1024 }}
+
+[[models]]
+name = "smol-b"
+backend = "llamacpp"
+location = "{smol}"
+sampling = {{ temperature = 0.0, max_tokens = 96 }}
+options = {{ n_ctx = 1024, n_seq_max = 2 }}
+
+[[models]]
+name = "fused-token"
+backend = "fuse"
+options = {{ members = ["smol-a", "smol-b"], mode = "token" }}
+
+[[models]]
+name = "fused-span"
+backend = "fuse"
+options = {{ members = ["smol-a", "smol-b"], mode = "span" }}
+"""
+
+
+@pytest.mark.docker
+def test_solve_and_eval_take_fused_members(
+    tmp_path: Path, sandbox_image: str, smollm2_file: Path
+) -> None:
+    import json
+    import shutil
+
+    from conftest import REPO, run_cli
+
+    (tmp_path / "codeens.toml").write_text(FUSED_CONFIG.format(smol=SMOLLM2))
+    problem = tmp_path / "add.py"
+    shutil.copy(REPO / "examples" / "problems" / "add.py", problem)
+    names = "fused-token,fused-span,smol-a"
+    solve = run_cli(
+        "solve", str(problem), "--json", "--models", names, "--samples", "1",
+        cwd=tmp_path, timeout=600,
+    )  # fmt: skip
+    assert solve.returncode in (0, 1), solve.stderr  # solved or not: it ran
+    data = json.loads(solve.stdout)
+    by_model = {c["model"]: c["candidate"] for c in data["candidates"]}
+    assert set(by_model) == set(names.split(","))
+    # Two copies of one model fused greedily write what one of them writes.
+    assert by_model["smol-a"] is not None
+    assert by_model["fused-token"] == by_model["fused-span"] == by_model["smol-a"]
+    evaluated = run_cli(
+        "eval", "mbpp", "--limit", "1", "--models", "fused-span", "--samples", "1",
+        "--strategies", "vote", "--json", "--quiet", cwd=tmp_path, timeout=600,
+    )  # fmt: skip
+    assert evaluated.returncode == 0, evaluated.stderr
+    summary = json.loads(evaluated.stdout)
+    assert list(summary["models"]) == ["fused-span"]
+    assert summary["models"]["fused-span"]["tokens"] > 0
