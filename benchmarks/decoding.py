@@ -3,7 +3,9 @@
 Greedy decoding of one coding prompt (max_tokens 160) by:
 
 * chat, shared vocabulary: Qwen2.5-Coder 0.5B and 1.5B alone, then fused by the ``fuse``
-  backend at the token level (every step; thresholded at 0.5; forced through the union
+  backend at the token level (the default: the first member drafts, the other checks the
+  draft in one batch; step by step, as a check of what drafting saves; step by step with
+  the 1.5B deciding alone above 0.5 (GaC's threshold); forced through the union
   vocabulary, which shows what the projection costs when the vocabularies are one) and
   at the span level (lines);
 * completion, two vocabularies: Qwen2.5-Coder 1.5B and Gemma-3-270M alone, then fused
@@ -94,8 +96,15 @@ def main() -> None:
             [
                 ("qwen-coder-1.5b alone", large),
                 ("qwen-coder-0.5b alone", small),
-                ("token fusion", _fused([small, large], True)),
-                ("token fusion, threshold 0.5", _fused([large, small], True, threshold=0.5)),
+                ("token fusion (drafted, batch-verified)", _fused([small, large], True)),
+                (
+                    "token fusion, step by step",
+                    _fused([small, large], True, speculative=False),
+                ),
+                (
+                    "token fusion, step by step, threshold 0.5",
+                    _fused([large, small], True, threshold=0.5, speculative=False),
+                ),
                 ("token fusion via the union map", _fused([small, large], True, vocab="union")),
                 ("span fusion (lines)", _fused([small, large], True, mode="span")),
             ],

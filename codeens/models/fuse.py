@@ -85,6 +85,11 @@ class FuseOptions(BaseModel):
         description="Token mode across vocabularies: fuse only the union of each "
         "member's top k tokens (UniTE); 0 projects full distributions onto the union (GaC).",
     )
+    speculative: bool = Field(
+        True,
+        description="Token mode, greedy, one vocabulary: the first member drafts a few "
+        "tokens and the others check them in one batch; the same output as step by step.",
+    )
     vocab: Literal["auto", "union"] = Field(
         "auto",
         description="auto: members with one shared vocabulary fuse id by id, others over "
@@ -228,7 +233,9 @@ class Fuse(Model):
             if options.mode == "span":
                 span = SpanOptions(options.boundary, options.span_tokens)
                 return fuse_spans(members, span, output, params.temperature, params.top_p, rng)
-            token = TokenOptions(options.temperature, options.threshold, options.top_k)
+            token = TokenOptions(
+                options.temperature, options.threshold, options.top_k, options.speculative
+            )
             return fuse_tokens(members, union, token, output, params.temperature, params.top_p, rng)
         except ValueError as exc:  # a member's context window is full
             raise ModelUnavailable(f"fuse: {exc} (a member's options.n_ctx)") from exc

@@ -166,6 +166,7 @@ class TokenOptions:
     temperature: float = 1.0  # of each member's softmax before fusing
     threshold: float = 0.0  # fuse only while the first member's top probability is below
     top_k: int = 0  # 0: the full union; k: only the union of each member's top k
+    speculative: bool = True  # greedy, one vocabulary: draft with the first, verify in batch
 
 
 def fuse_tokens(
@@ -178,6 +179,8 @@ def fuse_tokens(
     rng: np.random.Generator,
 ) -> Fused:
     """Token-level fusion; ``union`` None means the members share one vocabulary."""
+    if union is None and temperature == 0.0 and options.speculative:
+        return _speculative(members, options, output)
     primary = members[0]
     logprobs: list[float] = []
     fused_steps = 0
@@ -220,6 +223,75 @@ def fuse_tokens(
         for i, m in enumerate(members):
             single = int(union.single[i][uid])
             m.feed(text, single if single >= 0 else None)
+    return _result(output, members, logprobs, fused_steps)
+
+
+_DRAFT = (2, 16)  # draft lengths: the first member drafts 4 at first, then 2 to 16
+
+
+def _speculative(members: Sequence[Member], options: TokenOptions, output: Output) -> Fused:
+    """Greedy fusion over one vocabulary, the same tokens as step by step, faster.
+
+    The first member drafts a few tokens greedily on its own; every other member then
+    evaluates the draft in one batch (a batch of k tokens costs far less than k steps),
+    which gives its distribution at every drafted position. Walking the draft, the fused
+    choice is made at each position as step by step would make it; the draft is kept
+    while it agrees and the first disagreement's fused token replaces the rest (the
+    members' caches roll back past it). The draft grows while whole drafts are kept and
+    shrinks when they are cut early.
+    """
+    primary = members[0]
+    others = [m for m in members[1:] if m.weight > 0]
+    voting = ([primary] if primary.weight > 0 else []) + others
+    total = sum(m.weight for m in voting)
+    logprobs: list[float] = []
+    fused_steps = 0
+    length = 4
+    while not output.done and _has_room(members, length + 4):
+        draft: list[int] = []
+        rows: list[np.ndarray] = []
+        for _ in range(length):
+            probs = softmax(
+                primary.decoder.logits_after((*primary.tokens, *draft)), options.temperature
+            )
+            rows.append(probs)
+            draft.append(int(np.argmax(probs)))
+            if draft[-1] in primary.vocab.eog:
+                break
+        needed = [
+            j for j, p in enumerate(rows) if not options.threshold or p.max() < options.threshold
+        ]
+        verified: dict[int, list[np.ndarray]] = {}
+        if needed and others:
+            upto = needed[-1]  # rows past the last position that needs them are not read
+            for k, m in enumerate(others):
+                base = m.tokens
+                verified[k] = [
+                    softmax(np.asarray(z), options.temperature)
+                    for z in m.decoder.logits_rows((*base, *draft[:upto]), len(base) - 1)
+                ]
+        kept = 0
+        for j, probs in enumerate(rows):
+            if j in needed:
+                fused = (primary.weight * probs if primary.weight > 0 else 0.0) + sum(
+                    m.weight * verified[k][j] for k, m in enumerate(others)
+                )
+                assert isinstance(fused, np.ndarray)
+                fused = fused / total
+                fused_steps += len(voting) > 1
+            else:
+                fused = probs
+            token = int(np.argmax(fused))
+            logprobs.append(float(np.log(fused[token])))
+            eog = token in primary.vocab.eog
+            if output.push(None if eog else primary.vocab.pieces[token]):
+                break
+            for m in members:
+                m.out.append(token)
+            kept += token == draft[j]
+            if token != draft[j]:
+                break
+        length = min(_DRAFT[1], length * 2) if kept == len(draft) else max(_DRAFT[0], kept + 1)
     return _result(output, members, logprobs, fused_steps)
 
 

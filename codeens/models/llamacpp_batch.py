@@ -176,6 +176,24 @@ class BatchDecoder:
         logits = self._lib.llama_get_logits_ith(self._ctx, row)
         return np.ctypeslib.as_array(logits, shape=(self._n_vocab,)).copy()
 
+    def logits_rows(self, tokens: Sequence[int], first: int) -> list[Any]:
+        """The next-token logits after each of ``tokens[:first + 1]``, ...,
+        ``tokens`` (float32 copies): one evaluation of what sequence 0 lacks, however
+        many rows, as a verifier of several drafted tokens needs."""
+        if not 0 <= first < len(tokens):
+            raise ValueError("no row asked for")
+        if len(tokens) > self.settings.n_ctx:
+            raise context_error(len(tokens), self.settings.n_ctx)
+        self._use(plan(self.settings, len(tokens), 1, self._layout))
+        rows: list[Any] = []
+
+        def read(position: int, row: int) -> None:
+            logits = self._lib.llama_get_logits_ith(self._ctx, row)
+            rows.append(np.ctypeslib.as_array(logits, shape=(self._n_vocab,)).copy())
+
+        self._evaluate(tokens, first, read)
+        return rows
+
     def _use(self, layout: Layout) -> Layout:
         """Make ``layout`` the context's, recreating the context when it changes."""
         if layout != self._layout:
