@@ -19,13 +19,15 @@ for spans) over wall time. The ratio column is each row's rate over the slowest 
 own rate in its group: the goal is shared-vocabulary token fusion at >= 70 % of the 1.5B
 model's greedy speed.
 
-Usage: .venv/bin/python benchmarks/decoding.py [--max-tokens 160] [--repeat 1]
+Usage: .venv/bin/python benchmarks/decoding.py [--max-tokens 160] [--repeat 1] [--readme]
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import time
+from pathlib import Path
 from typing import Any
 
 from codeens.embedded import BASE_STOP, embedded
@@ -84,6 +86,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--max-tokens", type=int, default=160)
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--readme", action="store_true", help="Write the table into README.md.")
     args = parser.parse_args()
     chat = SamplingParams(temperature=0.0, max_tokens=args.max_tokens)
     base = SamplingParams(temperature=0.0, max_tokens=args.max_tokens, stop=BASE_STOP)
@@ -123,10 +126,12 @@ def main() -> None:
     ]
     pool = ModelPool()
     print(f"greedy, max_tokens {args.max_tokens}, {args.repeat} measured run(s) per row")
-    print(f"{'configuration':40} {'tokens':>6} {'s':>7} {'tok/s':>7} {'vs slowest':>10}")
+    print(f"{'configuration':44} {'tokens':>6} {'s':>7} {'tok/s':>7} {'vs slowest':>10}")
+    table = ["| configuration | tokens | s | tok/s | vs slowest member |", "|---|---|---|---|---|"]
     try:
         for title, params, rows in groups:
             print(f"-- {title}")
+            table.append(f"| **{title}** | | | | |")
             slowest = None
             for label, config in rows:
                 model: Any = Fuse(config) if config.backend == "fuse" else LlamaCpp(config)
@@ -134,9 +139,24 @@ def main() -> None:
                 rate, tokens, seconds = measure(model, params, args.repeat)
                 model.close()
                 slowest = rate if slowest is None else slowest  # the first row of a group
-                print(f"{label:40} {tokens:6} {seconds:7.1f} {rate:7.1f} {rate / slowest:10.0%}")
+                ratio = f"{rate / slowest:.0%}"
+                print(f"{label:44} {tokens:6} {seconds:7.1f} {rate:7.1f} {ratio:>10}")
+                table.append(f"| {label} | {tokens} | {seconds:.1f} | {rate:.1f} | {ratio} |")
     finally:
         pool.close()
+    if args.readme:
+        _write(table)
+
+
+def _write(table: list[str]) -> None:
+    """The table into README.md between the fusion-speed markers."""
+    readme = Path(__file__).resolve().parent.parent / "README.md"
+    text = readme.read_text(encoding="utf-8")
+    start, end = "<!-- fusion-speed:start -->", "<!-- fusion-speed:end -->"
+    body = "\n".join(table)
+    pattern = re.escape(start) + ".*?" + re.escape(end)
+    text = re.sub(pattern, lambda _: f"{start}\n{body}\n{end}", text, flags=re.S)
+    readme.write_text(text, encoding="utf-8")
 
 
 if __name__ == "__main__":
