@@ -161,15 +161,19 @@ def test_top_k_over_the_whole_vocabulary_equals_the_full_union(tiny: dict[str, P
     assert topk.text == full.text
 
 
-def test_retokenised_choices_keep_every_cache_consistent(
-    tiny: dict[str, Path], tiny_loads: dict[str, object]
+def _check_caches_after_union_fusion(
+    loads: list[object], locations: list[str], quantised: bool
 ) -> None:
-    loads = list(tiny_loads.values())
+    """Fuse over the union with sampling, then compare each member's incrementally built
+    cache with a fresh evaluation of its tokens: the cells span exactly its tokens and the
+    logits agree (to float32 rounding for the tiny f32 models; a quantised model's
+    single-token and batched evaluations differ by up to ~0.8 in a logit, so there the
+    rows must correlate, which a cache holding other tokens does not)."""
     vocabs = [vocabulary(load.llama) for load in loads]  # type: ignore[attr-defined]
     union = UnionVocabulary(vocabs)
     members = [
         Member(
-            name=name,
+            name=location,
             decoder=load.decoder,  # type: ignore[attr-defined]
             vocab=vocab,
             tokenize=lambda text, llama=load.llama: list(  # type: ignore[attr-defined]
@@ -177,7 +181,7 @@ def test_retokenised_choices_keep_every_cache_consistent(
             ),
             prompt=tuple(load.llama.tokenize(b"def add(a, b):\n", add_bos=False)),  # type: ignore[attr-defined]
         )
-        for (name, load), vocab in zip(tiny_loads.items(), vocabs, strict=True)
+        for location, load, vocab in zip(locations, loads, vocabs, strict=True)
     ]
     result = fuse_tokens(
         members,
@@ -189,19 +193,30 @@ def test_retokenised_choices_keep_every_cache_consistent(
         rng=np.random.default_rng(3),
     )
     assert result.steps >= 40  # past 40 only while the text ends inside a character
-    # Some chosen string was several tokens in one member: its stream is longer.
+    # Some chosen string was several tokens in one member: the streams differ in length.
     assert len(result.members_out[0]) != len(result.members_out[1])
-    for m, vocab in zip(members, vocabs, strict=True):
+    for m, vocab, location in zip(members, vocabs, locations, strict=True):
         held = (b"".join(vocab.pieces[t] for t in m.out) + m.pending).decode(errors="ignore")
         # every chosen string but the last, which ended the text and was not fed
-        assert result.text.startswith(held) and len(result.text) - len(held) <= 8
+        assert result.text.startswith(held) and len(result.text) - len(held) <= 16
         incremental = m.logits()
-        fresh = LlamaCpp(member("fresh", tiny[m.name]))
+        assert m.decoder.held() == (0, len(m.tokens) - 1)
+        fresh = LlamaCpp(member("fresh", location, n_ctx=m.decoder.settings.n_ctx))
         try:
             expected = fresh.loaded().decoder.logits_after(m.tokens)
         finally:
             fresh.close()
-        np.testing.assert_allclose(incremental, expected, rtol=1e-4, atol=1e-5)
+        if quantised:
+            assert np.corrcoef(incremental, expected)[0, 1] > 0.99
+        else:
+            np.testing.assert_allclose(incremental, expected, rtol=1e-3, atol=1e-3)
+
+
+def test_retokenised_choices_keep_every_cache_consistent(
+    tiny: dict[str, Path], tiny_loads: dict[str, object]
+) -> None:
+    locations = [str(tiny["a"]), str(tiny["b"])]
+    _check_caches_after_union_fusion(list(tiny_loads.values()), locations, quantised=False)
 
 
 def test_span_fusion_across_vocabularies(tiny: dict[str, Path]) -> None:
@@ -215,8 +230,19 @@ def test_packllm_weights_follow_prompt_perplexity(tiny: dict[str, Path]) -> None
     a, b = member("a", tiny["a"]), member("b", tiny["b"])
     out = fused_completion(fused(a, b, weights="packllm", tau=0.5))
     weights = out.extra["weights"]
-    assert len(weights) == 2 and abs(sum(weights) - 1.0) < 1e-3
-    assert weights[0] != weights[1]
+    ce = []
+    for config in (a, b):
+        alone = LlamaCpp(config)
+        try:
+            load = alone.loaded()
+            tokens = load.renderer.completion(PROMPT.prefix, ()).tokens
+            ce.append(-float(np.mean(load.decoder.score(tokens, 1))))
+        finally:
+            alone.close()
+    z = -np.asarray(ce) / 0.5
+    expected = np.exp(z - z.max()) / np.exp(z - z.max()).sum()
+    np.testing.assert_allclose(weights, expected, atol=1e-4)
+    assert abs(weights[0] - weights[1]) > 1e-3  # the two models read the prompt differently
 
 
 def test_smollm2_gemma_union_with_one_zero_weight_is_smollm2(
@@ -229,6 +255,16 @@ def test_smollm2_gemma_union_with_one_zero_weight_is_smollm2(
     assert got.text == want
     both = fused_completion(fused(s, g), params)
     assert both.output_tokens > 0
+    pool = ModelPool()
+    try:
+        loads = []
+        for config in (s, g):
+            backend = LlamaCpp(config)
+            backend.share_loads(pool)
+            loads.append(backend.loaded())
+        _check_caches_after_union_fusion(loads, [SMOLLM2, GEMMA], quantised=True)
+    finally:
+        pool.close()
 
 
 def test_config_resolves_members_and_fails_in_one_line(tmp_path: Path) -> None:

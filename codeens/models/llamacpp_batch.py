@@ -176,6 +176,16 @@ class BatchDecoder:
         logits = self._lib.llama_get_logits_ith(self._ctx, row)
         return np.ctypeslib.as_array(logits, shape=(self._n_vocab,)).copy()
 
+    def held(self) -> tuple[int, int]:
+        """The first and last position sequence 0 has KV cells for ((-1, -1): none)."""
+        if self._memory is None:
+            return -1, -1
+        lib = self._lib
+        return (
+            int(lib.llama_memory_seq_pos_min(self._memory, 0)),
+            int(lib.llama_memory_seq_pos_max(self._memory, 0)),
+        )
+
     def logits_rows(self, tokens: Sequence[int], first: int) -> list[Any]:
         """The next-token logits after each of ``tokens[:first + 1]``, ...,
         ``tokens`` (float32 copies): one evaluation of what sequence 0 lacks, however
