@@ -36,6 +36,7 @@ class Generated:
     latency_s: float = 0.0
     cost: float = 0.0
     cached_from: int | None = None
+    extra_json: str = ""  # what the backend reported beside the text
 
 
 def request_key(model: ModelConfig, prompt_text: str, params: SamplingParams, seed: int) -> str:
@@ -51,6 +52,10 @@ def request_key(model: ModelConfig, prompt_text: str, params: SamplingParams, se
         "seed": seed,
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+
+
+def _extra(completion: Completion) -> str:
+    return json.dumps(completion.extra, sort_keys=True, default=str) if completion.extra else ""
 
 
 def price(model: ModelConfig, completion: Completion, seconds: float) -> float:
@@ -145,6 +150,7 @@ class Generator:
                         mean_logprob=completion.mean_logprob,
                         latency_s=share,
                         cost=price(config, completion, share),
+                        extra_json=_extra(completion),
                     )
         return [g for g in out if g is not None]
 
@@ -169,6 +175,7 @@ class Generator:
             latency_s=hit.latency_s if charge else 0.0,
             cost=hit.cost if charge else 0.0,
             cached_from=hit.id,
+            extra_json=hit.extra_json,
         )
 
     def close(self) -> None:

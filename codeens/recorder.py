@@ -38,6 +38,7 @@ def generation_row(sample: Sample, run_id: str | None, target: str) -> Generatio
         cost=g.cost,
         cached_from=g.cached_from,
         origin=sample.origin,
+        extra_json=g.extra_json,
     )
 
 

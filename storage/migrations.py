@@ -214,3 +214,10 @@ def m006_generation_origin(conn: Connection) -> None:
     # Which request of a strategy a candidate came from (a prompt variant, a MoA layer),
     # so the value of each can be measured from the log. Older rows did not say: ''.
     conn.execute(text("ALTER TABLE generations ADD COLUMN origin VARCHAR NOT NULL DEFAULT ''"))
+
+
+@migration
+def m007_generation_extra(conn: Connection) -> None:
+    # What a backend reports beside the text (its seed, a greedy copy, a fused model's
+    # weights and share of fused steps), as JSON. Older rows did not say: ''.
+    conn.execute(text("ALTER TABLE generations ADD COLUMN extra_json VARCHAR NOT NULL DEFAULT ''"))

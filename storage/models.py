@@ -103,6 +103,8 @@ class Generation(SQLModel, table=True):
     # What the strategy asked for: "sample", "prompt:plan", a MoA layer, a question's
     # purpose ("tests"); '' in rows logged before it was recorded.
     origin: str = ""
+    # What the backend reported beside the text, as JSON ('' in older rows).
+    extra_json: str = ""
 
 
 class Decision(SQLModel, table=True):

@@ -318,7 +318,7 @@ options = {{ members = ["smol-a", "smol-b"], mode = "span" }}
 
 @pytest.mark.docker
 def test_solve_and_eval_take_fused_members(
-    tmp_path: Path, sandbox_image: str, smollm2_file: Path
+    tmp_path: Path, sandbox_image: str, smollm2_file: Path, isolated_db: Path
 ) -> None:
     import json
     import shutil
@@ -340,6 +340,11 @@ def test_solve_and_eval_take_fused_members(
     # Two copies of one model fused greedily write what one of them writes.
     assert by_model["smol-a"] is not None
     assert by_model["fused-token"] == by_model["fused-span"] == by_model["smol-a"]
+    from codeens.storage import Store
+
+    logged = {g.model: g for g in Store(isolated_db).generations(data["run_id"])}
+    extra = json.loads(logged["fused-token"].extra_json)
+    assert extra["weights"] == [0.5, 0.5] and extra["fused_share"] == 1.0
     evaluated = run_cli(
         "eval", "mbpp", "--limit", "1", "--models", "fused-span", "--samples", "1",
         "--strategies", "vote", "--json", "--quiet", cwd=tmp_path, timeout=600,

@@ -252,7 +252,7 @@ class Fuse(Model):
             extra={
                 "seed": seed,
                 "weights": [round(w, 4) for w in weights],
-                "fused_share": round(fused.fused_steps / max(1, fused.steps), 4),
+                "fused_share": round(fused.fused_steps / max(1, fused.decisions), 4),
             },
         )
 

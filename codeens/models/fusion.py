@@ -135,7 +135,8 @@ class Fused:
     steps: int
     finish_reason: str
     mean_logprob: float | None
-    fused_steps: int  # steps where more than one member decided (all, without a threshold)
+    decisions: int  # tokens (spans) chosen, the end of generation included
+    fused_steps: int  # of those, where more than one member decided
     members_out: tuple[tuple[int, ...], ...]  # each member's tokens after its prompt
 
 
@@ -392,7 +393,15 @@ def fuse_spans(
             output.push(None)
     mean = float(np.mean(scores)) if scores else None
     fused = _result(output, members, [], fused_steps)
-    return Fused(fused.text, fused.steps, fused.finish_reason, mean, fused_steps, fused.members_out)
+    return Fused(
+        fused.text,
+        fused.steps,
+        fused.finish_reason,
+        mean,
+        len(scores),
+        fused_steps,
+        fused.members_out,
+    )
 
 
 def _draft(
@@ -461,6 +470,7 @@ def _result(
         steps=output.steps,
         finish_reason=output.finish_reason or "length",
         mean_logprob=float(np.mean(finite)) if finite else None,
+        decisions=len(logprobs),
         fused_steps=fused_steps,
         members_out=tuple(tuple(m.out) for m in members),
     )
