@@ -12,6 +12,10 @@ Greedy decoding of one coding prompt (max_tokens 160) by:
   over the union of their token strings (full distributions, GaC; the union of each top
   10, UniTE) and at the span level.
 
+Rows marked T=0.8 sample at temperature 0.8, top-p 0.95 (seed 0) instead: drafted
+fusion keeps a drafted token with probability min(1, f/q) there (speculative sampling),
+so its rate depends on how often the members agree.
+
 Every row loads through one pool, so the fused rows reuse the members' weights, and each
 configuration runs once unmeasured first (vocabulary maps are built then, and cached as
 the backend keeps them). tok/s counts the fused text's steps (tokens of the first member
@@ -109,6 +113,12 @@ def main() -> None:
                     _fused([large, small], True, threshold=0.5, speculative=False),
                 ),
                 ("token fusion via the union map", _fused([small, large], True, vocab="union")),
+                ("T=0.8: qwen-coder-1.5b alone", large),
+                ("T=0.8: token fusion (drafted)", _fused([small, large], True)),
+                (
+                    "T=0.8: token fusion, step by step",
+                    _fused([small, large], True, speculative=False),
+                ),
                 ("span fusion (lines)", _fused([small, large], True, mode="span")),
             ],
         ),
@@ -136,7 +146,10 @@ def main() -> None:
             for label, config in rows:
                 model: Any = Fuse(config) if config.backend == "fuse" else LlamaCpp(config)
                 model.share_loads(pool)
-                rate, tokens, seconds = measure(model, params, args.repeat)
+                hot = params.model_copy(update={"temperature": 0.8, "top_p": 0.95})
+                rate, tokens, seconds = measure(
+                    model, hot if label.startswith("T=0.8") else params, args.repeat
+                )
                 model.close()
                 slowest = rate if slowest is None else slowest  # the first row of a group
                 ratio = f"{rate / slowest:.0%}"

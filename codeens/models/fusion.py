@@ -147,19 +147,33 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     return e / e.sum()  # type: ignore[no-any-return]
 
 
+def sampling_distribution(probs: np.ndarray, temperature: float, top_p: float) -> np.ndarray:
+    """What a draw at ``temperature`` and ``top_p`` picks from: ``probs`` sharpened and cut
+    to its nucleus (one-hot on the argmax at temperature 0)."""
+    if temperature == 0.0:
+        out = np.zeros_like(probs)
+        out[int(np.argmax(probs))] = 1.0
+        return out
+    with np.errstate(divide="ignore"):
+        p = softmax(np.log(probs) / temperature)  # entries of probability 0 stay 0
+    order = np.argsort(-p, kind="stable")
+    cut = int(np.searchsorted(np.cumsum(p[order]), top_p)) + 1
+    out = np.zeros_like(p)
+    out[order[:cut]] = p[order[:cut]]
+    return out / out.sum()  # type: ignore[no-any-return]
+
+
 def choose(probs: np.ndarray, temperature: float, top_p: float, rng: np.random.Generator) -> int:
     """Greedy at temperature 0; else a draw from ``probs`` sharpened by ``temperature``
     and cut to its top-p nucleus."""
     if temperature == 0.0:
         return int(np.argmax(probs))
-    with np.errstate(divide="ignore"):
-        logp = np.log(probs) / temperature
-    p = softmax(logp)  # entries of probability 0 stay 0
-    order = np.argsort(-p, kind="stable")
-    cumulative = np.cumsum(p[order])
-    keep = order[: int(np.searchsorted(cumulative, top_p)) + 1]
-    kept = p[keep] / p[keep].sum()
-    return int(keep[rng.choice(len(keep), p=kept)])
+    return _draw(sampling_distribution(probs, temperature, top_p), rng)
+
+
+def _draw(dist: np.ndarray, rng: np.random.Generator) -> int:
+    support = np.flatnonzero(dist)
+    return int(support[rng.choice(len(support), p=dist[support] / dist[support].sum())])
 
 
 @dataclass(frozen=True)
@@ -180,8 +194,8 @@ def fuse_tokens(
     rng: np.random.Generator,
 ) -> Fused:
     """Token-level fusion; ``union`` None means the members share one vocabulary."""
-    if union is None and temperature == 0.0 and options.speculative:
-        return _speculative(members, options, output)
+    if union is None and options.speculative:
+        return _speculative(members, options, output, temperature, top_p, rng)
     primary = members[0]
     logprobs: list[float] = []
     fused_steps = 0
@@ -230,16 +244,26 @@ def fuse_tokens(
 _DRAFT = (2, 16)  # draft lengths: the first member drafts 4 at first, then 2 to 16
 
 
-def _speculative(members: Sequence[Member], options: TokenOptions, output: Output) -> Fused:
-    """Greedy fusion over one vocabulary, the same tokens as step by step, faster.
+def _speculative(
+    members: Sequence[Member],
+    options: TokenOptions,
+    output: Output,
+    temperature: float,
+    top_p: float,
+    rng: np.random.Generator,
+) -> Fused:
+    """Fusion over one vocabulary with drafts: step by step's tokens, or its distribution.
 
-    The first member drafts a few tokens greedily on its own; every other member then
-    evaluates the draft in one batch (a batch of k tokens costs far less than k steps),
-    which gives its distribution at every drafted position. Walking the draft, the fused
-    choice is made at each position as step by step would make it; the draft is kept
-    while it agrees and the first disagreement's fused token replaces the rest (the
-    members' caches roll back past it). The draft grows while whole drafts are kept and
-    shrinks when they are cut early.
+    The first member drafts a few tokens on its own (drawn from its own sampling
+    distribution q); every other member then evaluates the draft in one batch (a batch of
+    k tokens costs far less than k steps), which gives its distribution at every drafted
+    position, hence the fused one, f. Walking the draft, a drafted token x is kept with
+    probability min(1, f(x) / q(x)) (speculative sampling: no draw when the ratio is 1);
+    the first one refused is replaced by a draw from max(0, f - q), renormalised, and the
+    rest of the draft is dropped (the members' caches roll back past it). The kept and
+    replaced tokens are distributed exactly as step-by-step draws from f; at temperature 0
+    both are one-hot, so the tokens are step by step's. The draft grows while whole
+    drafts are kept and shrinks when they are cut early.
     """
     primary = members[0]
     others = [m for m in members[1:] if m.weight > 0]
@@ -252,48 +276,71 @@ def _speculative(members: Sequence[Member], options: TokenOptions, output: Outpu
         draft: list[int] = []
         rows: list[np.ndarray] = []
         for _ in range(length):
-            probs = softmax(
-                primary.decoder.logits_after((*primary.tokens, *draft)), options.temperature
-            )
+            logits = primary.decoder.logits_after((*primary.tokens, *draft))
+            probs = softmax(np.asarray(logits), options.temperature)
             rows.append(probs)
-            draft.append(int(np.argmax(probs)))
+            q = sampling_distribution(probs, temperature, top_p)
+            draft.append(int(np.argmax(q)) if temperature == 0.0 else _draw(q, rng))
             if draft[-1] in primary.vocab.eog:
                 break
         needed = [
             j for j, p in enumerate(rows) if not options.threshold or p.max() < options.threshold
         ]
-        verified: dict[int, list[np.ndarray]] = {}
+        verified: list[list[np.ndarray]] = []
         if needed and others:
             upto = needed[-1]  # rows past the last position that needs them are not read
-            for k, m in enumerate(others):
+            for m in others:
                 base = m.tokens
-                verified[k] = [
-                    softmax(np.asarray(z), options.temperature)
-                    for z in m.decoder.logits_rows((*base, *draft[:upto]), len(base) - 1)
-                ]
+                verified.append(
+                    [
+                        softmax(np.asarray(z), options.temperature)
+                        for z in m.decoder.logits_rows((*base, *draft[:upto]), len(base) - 1)
+                    ]
+                )
         kept = 0
         for j, probs in enumerate(rows):
-            if j in needed:
-                fused = (primary.weight * probs if primary.weight > 0 else 0.0) + sum(
-                    m.weight * verified[k][j] for k, m in enumerate(others)
+            fused = probs
+            if j in needed and others:
+                mixed = primary.weight * probs + sum(
+                    m.weight * rows_of[j] for m, rows_of in zip(others, verified, strict=True)
                 )
-                assert isinstance(fused, np.ndarray)
-                fused = fused / total
+                fused = np.asarray(mixed) / total
                 fused_steps += len(voting) > 1
-            else:
-                fused = probs
-            token = int(np.argmax(fused))
+            token = _verify(draft[j], probs, fused, temperature, top_p, rng)
             logprobs.append(float(np.log(fused[token])))
             eog = token in primary.vocab.eog
             if output.push(None if eog else primary.vocab.pieces[token]):
                 break
             for m in members:
                 m.out.append(token)
-            kept += token == draft[j]
             if token != draft[j]:
                 break
+            kept += 1
         length = min(_DRAFT[1], length * 2) if kept == len(draft) else max(_DRAFT[0], kept + 1)
     return _result(output, members, logprobs, fused_steps)
+
+
+def _verify(
+    drafted: int,
+    probs: np.ndarray,
+    fused: np.ndarray,
+    temperature: float,
+    top_p: float,
+    rng: np.random.Generator,
+) -> int:
+    """The token to emit at a drafted position: the drafted one, kept with probability
+    min(1, f/q), else a draw from the residual max(0, f - q)."""
+    if fused is probs:
+        return drafted  # the first member decided alone here: f is q
+    q = sampling_distribution(probs, temperature, top_p)
+    f = sampling_distribution(fused, temperature, top_p)
+    ratio = f[drafted] / q[drafted]
+    if ratio >= 1.0 or (ratio > 0.0 and rng.random() < ratio):
+        return drafted
+    residual = np.maximum(f - q, 0.0)
+    if residual.sum() <= 0.0:
+        residual = f
+    return int(np.argmax(residual)) if temperature == 0.0 else _draw(residual, rng)
 
 
 def _union_choice(
