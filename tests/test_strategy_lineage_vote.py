@@ -73,6 +73,19 @@ def test_roots_of_merges_families_and_shared_weights(tmp_path: Path) -> None:
     }
 
 
+def test_a_fused_model_is_kin_of_its_members(tmp_path: Path) -> None:
+    from codeens.models.composite import expand
+
+    store = Store(tmp_path / "log.db")
+    plain = [_model("small", "/q/small.gguf"), _model("big", "/q/big.gguf", lineage="fam-big")]
+    fused = ModelConfig(name="fused", backend="fuse", options={"members": ["small", "big"]})
+    by_name = {m.name: m for m in plain}
+    models = expand([*plain, fused], by_name.get)
+    roots = {name: sorted(r) for name, r in Lineages(models, store).roots.items()}
+    assert roots["fused"] == ["/q/small.gguf", "fam-big"]
+    assert roots["small"] == ["/q/small.gguf"]
+
+
 @pytest.fixture
 def problem(tmp_path: Path) -> Path:
     path = tmp_path / "add.py"
