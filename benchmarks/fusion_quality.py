@@ -51,6 +51,7 @@ def _unfinished(db: Path, benchmark: str) -> str | None:
             and run.status != "done"
             and all(spec.get(k) == v for k, v in wanted.items())
             and spec.get("models") == MODELS
+            and spec.get("strategies") == ["majority"]
         ):
             return run.id
     return None
@@ -77,7 +78,7 @@ def run(db: Path, benchmark: str) -> dict[str, Any]:
             "--samples",
             "1",
             "--strategies",
-            "vote",
+            "majority",  # asks no model anything: the per-model rows are the point
             *tail,
         ]
     started = time.monotonic()
