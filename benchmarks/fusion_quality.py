@@ -33,6 +33,9 @@ MEMBERS = {
     "fuse-token": ("qwen-0.5b", "qwen-1.5b"),
     "fuse-span": ("qwen-0.5b", "qwen-1.5b"),
     "fuse-union": ("qwen-1.5b-text", "gemma-270m-text"),
+    "fuse-token-gac": ("qwen-1.5b", "qwen-0.5b"),
+    "fuse-token-packllm": ("qwen-0.5b", "qwen-1.5b"),
+    "fuse-union-gac": ("qwen-1.5b-text", "gemma-270m-text"),
 }
 MODELS = ["qwen-0.5b", "qwen-1.5b", "qwen-1.5b-text", "gemma-270m-text", *MEMBERS]
 MARKER = "fusion-quality"
@@ -95,7 +98,9 @@ def table(summary: dict[str, Any], benchmark: str) -> list[str]:
     lines = [
         f"**{benchmark}**, {DESCRIPTIONS['readme'][benchmark]}: {n} problems, greedy "
         f"(one program per model and problem); the run took {summary['wall_s'] / 60:.1f} min"
-        + (" (resumed: the time of the last part only)." if summary["resumed"] else "."),
+        + (" (resumed: the time of the last part only)" if summary["resumed"] else "")
+        + "; a model's programs already in the log (an earlier run of this script with "
+        "fewer models) are served from it.",
         "",
         "| model | members | pass@1 % (95% CI) | gained | lost | tokens | p50 s |",
         "|---|---|---|---|---|---|---|",
