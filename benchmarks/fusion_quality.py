@@ -36,6 +36,7 @@ MEMBERS = {
     "fuse-token-gac": ("qwen-1.5b", "qwen-0.5b"),
     "fuse-token-packllm": ("qwen-0.5b", "qwen-1.5b"),
     "fuse-union-gac": ("qwen-1.5b-text", "gemma-270m-text"),
+    "fuse-union-span": ("qwen-1.5b-text", "gemma-270m-text"),
 }
 MODELS = ["qwen-0.5b", "qwen-1.5b", "qwen-1.5b-text", "gemma-270m-text", *MEMBERS]
 MARKER = "fusion-quality"
