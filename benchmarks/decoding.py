@@ -106,18 +106,18 @@ def main() -> None:
                 ("token fusion (drafted, batch-verified)", _fused([small, large], True)),
                 (
                     "token fusion, step by step",
-                    _fused([small, large], True, speculative=False),
+                    _fused([small, large], True, drafts="never"),
                 ),
                 (
                     "token fusion, step by step, threshold 0.5",
-                    _fused([large, small], True, threshold=0.5, speculative=False),
+                    _fused([large, small], True, threshold=0.5, drafts="never"),
                 ),
                 ("token fusion via the union map", _fused([small, large], True, vocab="union")),
                 ("T=0.8: qwen-coder-1.5b alone", large),
-                ("T=0.8: token fusion (drafted)", _fused([small, large], True)),
+                ("T=0.8: token fusion (drafted)", _fused([small, large], True, drafts="always")),
                 (
                     "T=0.8: token fusion, step by step",
-                    _fused([small, large], True, speculative=False),
+                    _fused([small, large], True, drafts="never"),
                 ),
                 ("span fusion (lines)", _fused([small, large], True, mode="span")),
             ],

@@ -138,7 +138,7 @@ def test_speculative_drafts_give_the_step_by_step_tokens(
     params = SamplingParams(temperature=0.0, max_tokens=64)
     options = {"weights": [0.6, 0.4], "threshold": threshold}
     fast = fused_completion(fused(a, c, **options), params)
-    slow = fused_completion(fused(a, c, speculative=False, **options), params)
+    slow = fused_completion(fused(a, c, drafts="never", **options), params)
     assert fast.text == slow.text
     assert fast.output_tokens == slow.output_tokens == 64
     assert fast.extra["fused_share"] == slow.extra["fused_share"]
@@ -148,8 +148,8 @@ def test_speculative_drafts_give_the_step_by_step_tokens(
 def test_drafted_sampling_with_one_voter_is_step_by_step_sampling(tiny: dict[str, Path]) -> None:
     a, c = member("a", tiny["a"]), member("c", tiny["c"])
     params = SamplingParams(temperature=0.8, top_p=0.95, max_tokens=48)
-    fast = fused_completion(fused(a, c, weights=[1.0, 0.0]), params, seed=5)
-    slow = fused_completion(fused(a, c, weights=[1.0, 0.0], speculative=False), params, seed=5)
+    fast = fused_completion(fused(a, c, weights=[1.0, 0.0], drafts="always"), params, seed=5)
+    slow = fused_completion(fused(a, c, weights=[1.0, 0.0], drafts="never"), params, seed=5)
     assert fast.text == slow.text and fast.output_tokens == slow.output_tokens >= 48
 
 

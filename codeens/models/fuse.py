@@ -85,10 +85,12 @@ class FuseOptions(BaseModel):
         description="Token mode across vocabularies: fuse only the union of each "
         "member's top k tokens (UniTE); 0 projects full distributions onto the union (GaC).",
     )
-    speculative: bool = Field(
-        True,
-        description="Token mode, greedy, one vocabulary: the first member drafts a few "
-        "tokens and the others check them in one batch; the same output as step by step.",
+    drafts: Literal["greedy", "always", "never"] = Field(
+        "greedy",
+        description="Token mode, one vocabulary: the first member drafts a few tokens and "
+        "the others check them in one batch (greedy: the same tokens as step by step; "
+        "sampling: the same distribution, by speculative sampling). greedy: only when "
+        "decoding greedily (sampling at 0.8 was slower drafted than step by step here).",
     )
     vocab: Literal["auto", "union"] = Field(
         "auto",
@@ -233,9 +235,10 @@ class Fuse(Model):
             if options.mode == "span":
                 span = SpanOptions(options.boundary, options.span_tokens)
                 return fuse_spans(members, span, output, params.temperature, params.top_p, rng)
-            token = TokenOptions(
-                options.temperature, options.threshold, options.top_k, options.speculative
+            drafted = options.drafts == "always" or (
+                options.drafts == "greedy" and params.temperature == 0.0
             )
+            token = TokenOptions(options.temperature, options.threshold, options.top_k, drafted)
             return fuse_tokens(members, union, token, output, params.temperature, params.top_p, rng)
         except ValueError as exc:  # a member's context window is full
             raise ModelUnavailable(f"fuse: {exc} (a member's options.n_ctx)") from exc
