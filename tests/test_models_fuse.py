@@ -18,7 +18,8 @@ from tiny_gguf import build_tiny_gguf
 from codeens.config import ConfigError, load_config
 from codeens.models import ModelConfig, Prompt, SamplingParams
 from codeens.models.fuse import Fuse
-from codeens.models.fusion import Member, Output, TokenOptions, fuse_tokens
+from codeens.models.fusion import Member, Output
+from codeens.models.fusion_tokens import TokenOptions, fuse_tokens
 from codeens.models.llamacpp import LlamaCpp
 from codeens.models.pool import ModelPool
 from codeens.models.vocab import UnionVocabulary, vocabulary
@@ -155,14 +156,15 @@ def test_drafted_sampling_with_one_voter_is_step_by_step_sampling(tiny: dict[str
 
 def test_verifying_a_draft_draws_from_the_fused_distribution() -> None:
     """x ~ q, then keep-or-resample: the emitted token is distributed as f."""
-    from codeens.models.fusion import _draw, _verify
+    from codeens.models.fusion import draw
+    from codeens.models.fusion_tokens import _verify
 
     q = np.array([0.6, 0.3, 0.1, 0.0])
     f = np.array([0.2, 0.3, 0.4, 0.1])
     rng = np.random.default_rng(0)
     counts = np.zeros(4)
     for _ in range(20000):
-        drafted = _draw(q, rng)
+        drafted = draw(q, rng)
         counts[_verify(drafted, q, f, 1.0, 1.0, rng)] += 1
     np.testing.assert_allclose(counts / counts.sum(), f, atol=0.015)
     # greedy: the fused argmax, whatever was drafted

@@ -10,7 +10,8 @@ options = { members = ["qwen-coder-0.5b", "qwen-coder-1.5b"], mode = "token" }
 The members are llama.cpp models (configured or embedded; :mod:`codeens.models.composite`
 resolves the names). They load through the generator's pool, so a member that is also in
 the ensemble on its own is loaded once, and decode in their own decoders under their own
-locks. The decoding itself is :mod:`codeens.models.fusion`. Every member is prompted the
+locks. The decoding itself is :mod:`codeens.models.fusion_tokens` and
+:mod:`codeens.models.fusion_spans`. Every member is prompted the
 way the composite's ``chat`` flag says (its own chat template, or the stub's prefix), so
 all of them continue the same text.
 
@@ -39,16 +40,9 @@ from codeens.models.base import (
     Prompt,
     SamplingParams,
 )
-from codeens.models.fusion import (
-    Boundary,
-    Fused,
-    Member,
-    Output,
-    SpanOptions,
-    TokenOptions,
-    fuse_spans,
-    fuse_tokens,
-)
+from codeens.models.fusion import Fused, Member, Output
+from codeens.models.fusion_spans import Boundary, SpanOptions, fuse_spans
+from codeens.models.fusion_tokens import TokenOptions, fuse_tokens
 from codeens.models.pool import ModelPool
 from codeens.models.vocab import UnionVocabulary, Vocabulary, vocabulary
 
