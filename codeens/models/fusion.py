@@ -59,9 +59,7 @@ class Member:
             self.out.append(token)
             return
         self.pending += text
-        try:
-            self.pending.decode("utf-8")
-        except UnicodeDecodeError:
+        if not whole_utf8(self.pending):
             return
         self.out.extend(self.tokenize(self.pending))
         self.pending = b""
@@ -89,13 +87,13 @@ class Output:
     def done(self) -> bool:
         return bool(self.finish_reason)
 
-    def push(self, piece: bytes | None, tokens: int = 1) -> bool:
-        """Append ``piece`` (None: end of generation), worth ``tokens``; True when done."""
+    def push(self, piece: bytes | None) -> bool:
+        """Append one token's ``piece`` (None: end of generation); True when done."""
         if piece is None:
             self.finish_reason = "stop"
             return True
         self.text += piece
-        self.steps += tokens
+        self.steps += 1
         # Inside a UTF-8 character the checks wait, a token at a time, as a single
         # llama.cpp model's do (llamacpp_sequence), so one member alone ends alike.
         self._waiting = multibyte_wait(self.text, self._waiting)

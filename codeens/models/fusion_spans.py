@@ -8,6 +8,7 @@ Tokenizer-agnostic: members re-encode the chosen text.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -95,15 +96,7 @@ def fuse_spans(
             output.push(None)
     mean = float(np.mean(scores)) if scores else None
     fused = result_of(output, members, [], fused_steps)
-    return Fused(
-        fused.text,
-        fused.steps,
-        fused.finish_reason,
-        mean,
-        len(scores),
-        fused_steps,
-        fused.members_out,
-    )
+    return dataclasses.replace(fused, mean_logprob=mean, decisions=len(scores))
 
 
 def _draft(
