@@ -1,0 +1,1 @@
+"""Knowledge fusion (FuseLLM): train a target model on fused source distributions."""
