@@ -221,3 +221,29 @@ def m007_generation_extra(conn: Connection) -> None:
     # What a backend reports beside the text (its seed, a greedy copy, a fused model's
     # weights and share of fused steps), as JSON. Older rows did not say: ''.
     conn.execute(text("ALTER TABLE generations ADD COLUMN extra_json VARCHAR NOT NULL DEFAULT ''"))
+
+
+@migration
+def m008_evolve_steps(conn: Connection) -> None:
+    # `codeens merge evolve` logs every genome it measured, with the merge parameters it
+    # stood for and its fitness, under the search's run.
+    conn.execute(
+        text(
+            """
+            CREATE TABLE evolve_steps (
+                id INTEGER PRIMARY KEY,
+                created_at DATETIME NOT NULL,
+                run_id VARCHAR NOT NULL,
+                step INTEGER NOT NULL,
+                role VARCHAR NOT NULL,
+                source VARCHAR NOT NULL,
+                genome_json VARCHAR NOT NULL,
+                parameters_json VARCHAR NOT NULL,
+                fitness FLOAT,
+                seconds FLOAT NOT NULL,
+                eval_run_id VARCHAR
+            )
+            """
+        )
+    )
+    conn.execute(text("CREATE INDEX ix_evolve_steps_run_id ON evolve_steps (run_id)"))

@@ -135,3 +135,25 @@ class Lineage(SQLModel, table=True):
     sources_json: str = "[]"
     parameters_json: str = "{}"
     recipe: str = ""
+
+
+class EvolveStep(SQLModel, table=True):
+    """One fitness measurement of an evolutionary merge search (``runs.kind = 'evolve'``).
+
+    ``role`` is ``genome`` for a candidate the search proposed and ``source`` for one input
+    model measured alone (the baseline); ``fitness`` is None when it was not a finite number.
+    """
+
+    __tablename__ = "evolve_steps"
+
+    id: int | None = Field(default=None, primary_key=True)
+    created_at: datetime = Field(default_factory=_now)
+    run_id: str = Field(index=True)
+    step: int
+    role: str = "genome"
+    source: str = ""
+    genome_json: str = "[]"
+    parameters_json: str = "{}"
+    fitness: float | None = None
+    seconds: float = 0.0
+    eval_run_id: str | None = None

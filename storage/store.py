@@ -10,7 +10,15 @@ from sqlmodel import Session, SQLModel, col, select
 
 from codeens.storage.db import default_db_path, make_engine
 from codeens.storage.migrations import apply as apply_migrations
-from codeens.storage.models import Decision, Execution, Generation, Lineage, Problem, Run
+from codeens.storage.models import (
+    Decision,
+    EvolveStep,
+    Execution,
+    Generation,
+    Lineage,
+    Problem,
+    Run,
+)
 
 
 class Store:
@@ -168,6 +176,12 @@ class Store:
             if model_dir is not None:
                 query = query.where(Lineage.model_dir == model_dir)
             return session.exec(query).all()
+
+    def evolve_steps(self, run_id: str) -> Sequence[EvolveStep]:
+        """The measurements of one evolutionary merge search, in the order they were made."""
+        with Session(self.engine) as session:
+            query = select(EvolveStep).where(EvolveStep.run_id == run_id)
+            return session.exec(query.order_by(col(EvolveStep.id))).all()
 
     def schema_version(self) -> int:
         with self.engine.connect() as conn:

@@ -18,6 +18,7 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from codeens.storage import (
     Decision,
+    EvolveStep,
     Execution,
     Generation,
     Lineage,
@@ -36,7 +37,7 @@ def _sqlite(path: Path) -> contextlib.closing[sqlite3.Connection]:
     return contextlib.closing(sqlite3.connect(path))
 
 
-TABLES = [Execution, Run, Problem, Generation, Decision, Lineage]
+TABLES = [Execution, Run, Problem, Generation, Decision, Lineage, EvolveStep]
 
 
 def _row(n: int, run_id: str = "r") -> Execution:
