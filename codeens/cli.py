@@ -15,6 +15,7 @@ from codeens import __version__
 COMMANDS = {
     "cascade": "codeens.commands.cascade:cascade",
     "eval": "codeens.commands.eval:eval_command",
+    "fuse": "codeens.commands.fuse:fuse",
     "logs": "codeens.commands.logs:logs",
     "merge": "codeens.commands.merge:merge",
     "models": "codeens.commands.models:models_command",
