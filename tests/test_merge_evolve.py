@@ -21,7 +21,14 @@ from merge_helpers import family, lineage, weights, write_recipe
 from codeens.cli import cli, main
 from codeens.merging.evolve import search
 from codeens.merging.evolve_recipe import EvolveRecipe
-from codeens.merging.fitness import FITNESS, Candidate, Fitness, FitnessContext, Score
+from codeens.merging.fitness import (
+    FITNESS,
+    Candidate,
+    Fitness,
+    FitnessContext,
+    FitnessError,
+    Score,
+)
 from codeens.merging.genome import genome_space
 from codeens.storage import Lineage, Store
 
@@ -218,6 +225,7 @@ BAD = {
     "fitness option": ({"fitness": {"kind": "pass-rate", "split": "test"}}, "test split"),
     "not read by the method": ({"search": {"t": [0.0, 1.0]}}, "linear reads weight"),
     "searched and fixed": ({"parameters": {"weight": 1.0}}, "cannot also be fixed"),
+    "missing model": ({"models": [{"model": "/nonexistent/model"}]}, "/nonexistent/model"),
 }
 
 
@@ -235,6 +243,28 @@ def test_a_bad_recipe_is_one_line_and_exit_2(
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and expected in err, err
     assert not (tmp_path / "out").exists()
+
+
+class Broken(Fitness):
+    """A fitness that cannot be measured here, as pass-rate without a sandbox."""
+
+    name = "broken"
+
+    def score(self, candidate: Candidate) -> Score:
+        raise FitnessError("sandbox: no Docker engine answers")
+
+
+def test_a_fitness_that_cannot_run_stops_the_search_in_one_line(
+    tmp_path: Path, models: list[Path], isolated_db: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_recipe(tmp_path / "evolve.yaml", recipe_dict(models, fitness={"kind": "broken"}))
+    with FITNESS.registered("broken", Broken), pytest.raises(SystemExit) as exit_info:
+        main(["merge", "evolve", str(path), "--quiet", "--out", str(tmp_path / "out")])
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no Docker engine answers" in err, err
+    (run,) = [r for r in Store(isolated_db).runs() if r.kind == "evolve"]
+    assert run.status == "error"
 
 
 def test_pass_rate_runs_a_real_eval_on_the_development_split(

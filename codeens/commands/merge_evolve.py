@@ -39,9 +39,9 @@ def evolve(
     import uuid
 
     from codeens.config import ConfigError, load_config
-    from codeens.merging.evolve import search, write_best
+    from codeens.merging.evolve import check_sources, search, write_best
     from codeens.merging.evolve_recipe import load_evolve_recipe
-    from codeens.merging.fitness import FITNESS, FitnessContext
+    from codeens.merging.fitness import FITNESS, FitnessContext, FitnessError
     from codeens.merging.recipe import RecipeError
     from codeens.models.base import ModelUnavailable
     from codeens.storage import Lineage, Run, Store
@@ -53,6 +53,7 @@ def evolve(
     try:
         recipe, text = load_evolve_recipe(recipe_path)
         config = load_config(config_path)[0]
+        check_sources(recipe)
     except (RecipeError, ConfigError) as exc:
         raise InputError(str(exc)) from exc
     if out_dir.is_dir() and any(out_dir.glob("*.safetensors")):
@@ -83,6 +84,9 @@ def evolve(
     except (RecipeError, ModelUnavailable) as exc:
         _finish(store, run, "error", started, {"error": str(exc)})
         raise InputError(str(exc)) from exc
+    except FitnessError as exc:
+        _finish(store, run, "error", started, {"error": str(exc)})
+        raise click.ClickException(f"evolve run {run.id}: {exc}") from exc
     except BaseException:
         _finish(store, run, "interrupted", started, {})
         raise

@@ -24,7 +24,9 @@ from codeens.merging.engine import LINEAGE_FILE, merge
 from codeens.merging.evolve_recipe import EvolveRecipe
 from codeens.merging.fitness import Candidate, Fitness
 from codeens.merging.genome import GenomeSpace, genome_space
+from codeens.merging.recipe import RecipeError
 from codeens.merging.scratch import checkpoint_bytes, scratch_dir, scratch_root
+from codeens.models.base import ModelUnavailable
 from codeens.models.checkpoint import checkpoint_dir
 from codeens.storage import EvolveStep, Store
 
@@ -200,6 +202,17 @@ def _score_source(fitness: Fitness, source: str, run_id: str, index: int) -> Mea
         seconds=round(time.monotonic() - started, 3),
         eval_run_id=score.eval_run_id,
     )
+
+
+def check_sources(recipe: EvolveRecipe) -> dict[str, Path]:
+    """Each source's checkpoint directory; :class:`RecipeError` naming one that is missing."""
+    found = {}
+    for source in _sources(recipe):
+        try:
+            found[source] = checkpoint_dir(source)
+        except ModelUnavailable as exc:
+            raise RecipeError(f"model {source!r}: {exc}") from exc
+    return found
 
 
 def _sources(recipe: EvolveRecipe) -> list[str]:

@@ -56,6 +56,11 @@ class FitnessContext:
     log: Callable[[str], None] = lambda _line: None
 
 
+class FitnessError(Exception):
+    """The fitness cannot be measured here (no sandbox, a model that does not load): the
+    search stops; the message is one line."""
+
+
 class Fitness(ABC):
     """Scores merged checkpoints; one instance serves a whole search."""
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from codeens.merging.fitness import Candidate, Fitness, FitnessContext, Score
+from codeens.merging.fitness import Candidate, Fitness, FitnessContext, FitnessError, Score
 
 
 class PassRate(Fitness):
@@ -73,11 +73,13 @@ class PassRate(Fitness):
         return self._task_ids
 
     def score(self, candidate: Candidate) -> Score:
+        from codeens.errors import first_line
         from codeens.evals import runner
         from codeens.evals.spec import EvalSpec
         from codeens.evals.summary import summarize
         from codeens.models.base import ModelConfig, SamplingParams
         from codeens.progress import Progress
+        from codeens.sandbox.errors import SandboxUnavailable
 
         o = self.options
         member = ModelConfig(
@@ -103,7 +105,19 @@ class PassRate(Fitness):
         run = runner.start(spec, store)
         run.parent_id = self.context.run_id
         store.write(run)
-        run = runner.execute(run, store, Progress(enabled=False))
+        try:
+            run = runner.execute(run, store, Progress(enabled=False))
+        except SandboxUnavailable as exc:
+            raise FitnessError(f"sandbox: {first_line(exc)}") from exc
+        # A sandbox that broke scores every program 0: that is no fitness to search on.
+        for execution in store.executions(run.id, limit=None):
+            if execution.verdict == "infra_error":
+                raise FitnessError(f"sandbox: {first_line(Exception(execution.message))}")
+        rows = store.generations(run.id)
+        if rows and all(row.error for row in rows):
+            raise FitnessError(
+                f"{candidate.label} generated nothing: {first_line(Exception(rows[0].error))}"
+            )
         summary = summarize(store, run, similarity=False)
         run.summary_json = _json(summary)
         store.write(run)
