@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from codeens.embedded import CHAT_STOP
 from codeens.merging.fitness import Candidate, Fitness, FitnessContext, FitnessError, Score
 
 
@@ -33,6 +34,9 @@ class PassRate(Fitness):
         samples: int = Field(1, ge=1, le=200, description="Completions per problem.")
         temperature: float = Field(0.0, ge=0.0, le=2.0, description="0 means greedy.")
         max_tokens: int = Field(384, ge=1, le=32768, description="New tokens per completion.")
+        stop: tuple[str, ...] = Field(
+            CHAT_STOP, description="Stop strings (default: the closing fence of a chat answer)."
+        )
         chat: bool = Field(True, description="The sources are instruction models.")
         backend_options: dict[str, Any] = Field(
             default_factory=dict, description="Options of the transformers backend."
@@ -87,7 +91,9 @@ class PassRate(Fitness):
             backend="transformers",
             location=str(candidate.model_dir),
             chat=o.chat,
-            sampling=SamplingParams(temperature=o.temperature, max_tokens=o.max_tokens),
+            sampling=SamplingParams(
+                temperature=o.temperature, max_tokens=o.max_tokens, stop=o.stop
+            ),
             options=o.backend_options,
         )
         config = self.context.config.model_copy(update={"models": (member,)})
