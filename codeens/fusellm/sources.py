@@ -134,15 +134,18 @@ def top_of(rows: np.ndarray, tokenised: Tokenised, k: int) -> tuple[np.ndarray, 
     if count <= first:
         return ids, logprobs, float("nan")
     prev = np.arange(first, count) + tokenised.leading - 1
-    chosen = rows[prev].astype(np.float64)
-    top = np.argpartition(-chosen, k - 1, axis=1)[:, :k] if k < chosen.shape[1] else None
-    if top is None:
+    chosen = rows[prev]
+    if k < chosen.shape[1]:
+        top = np.argpartition(chosen, chosen.shape[1] - k, axis=1)[:, -k:]
+    else:
         top = np.tile(np.arange(chosen.shape[1]), (len(prev), 1))
-    peak = chosen.max(axis=1, keepdims=True)
-    lse = peak[:, 0] + np.log(np.exp(chosen - peak).sum(axis=1))
     top_values = np.take_along_axis(chosen, top, axis=1)
-    order = np.argsort(-top_values, axis=1)
+    order = np.argsort(-top_values, axis=1, kind="stable")
     top = np.take_along_axis(top, order, axis=1)
+    peak = np.take_along_axis(top_values, order[:, :1], axis=1)  # each row's maximum
+    lse = peak[:, 0].astype(np.float64) + np.log(
+        np.exp(chosen - peak, dtype=np.float32).sum(axis=1, dtype=np.float64)
+    )
     ids[first:] = top
     logprobs[first:] = np.take_along_axis(chosen, top, axis=1) - lse[:, None]
     gold = np.asarray(text[first:], dtype=np.int64)
