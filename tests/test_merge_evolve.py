@@ -187,6 +187,10 @@ def test_cli_writes_the_best_merge_its_lineage_and_every_genome(
     assert search_info["best_fitness"] == max(search_info["fitness_per_evaluation"])
     assert search_info["sources_fitness"][str(models[1])] == 0.0
     assert search_info["sources_fitness"][str(models[2])] < 0.0
+    # the target source itself (distance 0) beats every merge of 6 evaluations: said so
+    assert search_info["best_fitness"] < 0.0
+    assert f"note: source {models[1]} alone scored 0.0000" in result.output
+    assert f"note: source {models[2]} alone" not in result.output
     store = Store(isolated_db)
     (row,) = store.lineage()
     assert isinstance(row, Lineage) and row.kind == "evolve" and row.method == "evolve:linear"

@@ -108,6 +108,12 @@ def evolve(
         f"best fitness {best.fitness} after {len(result.evaluations)} evaluations "
         f"(stopped by {result.stopped}); merged into {lineage['model_dir']}"
     )
+    for source, value in result.sources().items():
+        if value is not None and (best.fitness is None or value > best.fitness):
+            log(
+                f"note: source {source} alone scored {value + 0.0:.4f} "
+                "(better than every merge measured)"
+            )
 
 
 def _finish(store: Store, run: Run, status: str, started: float, summary: object) -> None:
