@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from eval_headline import DESCRIPTIONS, SLICE_SETS, ci, pct
+from eval_headline import DESCRIPTIONS, SLICE_SETS, ci, pct, readme_block
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -95,13 +94,7 @@ def main() -> None:
     (RESULTS / "built_members.json").write_text(json.dumps(summary, indent=1), "utf-8")
     print(text)
     if not args.no_readme:
-        readme = ROOT / "README.md"
-        old = readme.read_text(encoding="utf-8")
-        start, end = f"<!-- {MARKER}:start -->", f"<!-- {MARKER}:end -->"
-        if start in old and end in old:
-            pattern = re.escape(start) + ".*?" + re.escape(end)
-            new = re.sub(pattern, lambda _: f"{start}\n{text}\n{end}", old, flags=re.S)
-            readme.write_text(new, encoding="utf-8")
+        readme_block(MARKER, text)
 
 
 if __name__ == "__main__":

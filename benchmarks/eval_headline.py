@@ -312,18 +312,22 @@ def main() -> None:
     (RESULTS / f"{stem}.json").write_text(json.dumps(summaries, indent=1), "utf-8")
     print(text)
     if not args.no_readme:
-        readme = ROOT / "README.md"
-        old = readme.read_text(encoding="utf-8")
-        marker = MARKERS[args.slices]
-        start, end = f"<!-- {marker}:start -->", f"<!-- {marker}:end -->"
-        if start in old and end in old:
-            new = re.sub(
-                re.escape(start) + ".*?" + re.escape(end),
-                lambda _: f"{start}\n{text}\n{end}",
-                old,
-                flags=re.S,
-            )
-            readme.write_text(new, encoding="utf-8")
+        readme_block(MARKERS[args.slices], text)
+
+
+def readme_block(marker: str, text: str) -> None:
+    """Put ``text`` between the README's ``<!-- marker:start/end -->`` lines, if present."""
+    readme = ROOT / "README.md"
+    old = readme.read_text(encoding="utf-8")
+    start, end = f"<!-- {marker}:start -->", f"<!-- {marker}:end -->"
+    if start in old and end in old:
+        new = re.sub(
+            re.escape(start) + ".*?" + re.escape(end),
+            lambda _: f"{start}\n{text}\n{end}",
+            old,
+            flags=re.S,
+        )
+        readme.write_text(new, encoding="utf-8")
 
 
 if __name__ == "__main__":
