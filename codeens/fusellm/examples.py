@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from codeens.fusellm.align import VocabMap, matches
-from codeens.fusellm.sources import SourceTable, Tokenised, tokenise_hf
+from codeens.fusellm.sources import SourceTable, Tokenised
 
 
 @dataclass(frozen=True)
@@ -40,11 +40,12 @@ class Example:
 def cut_texts(tokenizer: Any, texts: Sequence[str], max_tokens: int) -> list[str]:
     """Each text cut to at most ``max_tokens`` target tokens (special ones included), at a
     token boundary, so that every model is scored on the same characters."""
+    # the special tokens the tokenizer adds (a BOS, an EOS) are the same for every text
+    specials = len(tokenizer("", add_special_tokens=True)["input_ids"])
+    keep = max(1, max_tokens - specials)
     out = []
     for text in texts:
         own = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-        specials = len(tokenise_hf(tokenizer, text).ids) - len(own["input_ids"])
-        keep = max(1, max_tokens - specials)
         if len(own["input_ids"]) > keep:
             text = text[: own["offset_mapping"][keep - 1][1]]
         out.append(text)

@@ -151,14 +151,13 @@ def _save(
     losses: list[StepLoss],
 ) -> None:
     import torch
-
-    partial = state.with_name(state.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
     import transformers
 
     from codeens.models.checkpoint import quiet
 
+    partial = state.with_name(state.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
     with quiet(transformers):
         model.save_pretrained(str(partial / "model"))
     torch.save(
