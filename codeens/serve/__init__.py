@@ -1,0 +1,1 @@
+"""`codeens serve`: the ensemble behind an OpenAI-compatible HTTP API."""
