@@ -86,9 +86,10 @@ class Generator:
         self._pool = ModelPool()
         self._lock = threading.Lock()
 
-    def for_run(self, run_id: str) -> Generator:
-        """A generator logging under another run that shares this one's loaded models."""
-        other = Generator(self.store, run_id, charge_cached=self.charge_cached)
+    def for_run(self, run_id: str, store: Store | None = None) -> Generator:
+        """A generator logging under another run that shares this one's loaded models;
+        reading another log (a Ray worker's per-problem copy) when ``store`` is given."""
+        other = Generator(store or self.store, run_id, charge_cached=self.charge_cached)
         other._models = self._models
         other._pool = self._pool
         other._lock = self._lock

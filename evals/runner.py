@@ -40,7 +40,7 @@ from codeens.sandbox.backends.base import Sandbox
 from codeens.sandbox.testfile import parse_test_suite
 from codeens.solve import AllModelsFailed, load_strategy, open_sandbox, solve
 from codeens.storage import Run, Store
-from codeens.strategies.base import StrategyCannotRun
+from codeens.strategies.base import Strategy, StrategyCannotRun
 
 FINISHED = {"solved", "unsolved", "unverified", "failed", "error"}
 
@@ -98,33 +98,11 @@ def execute(run: Run, store: Store, progress: Progress) -> Run:
         with open_sandbox(config) as sandbox:
             for index, item in enumerate(problems):
                 progress.update(f"{item.task_id} ({index + 1}/{len(problems)})")
-                problem = as_problem(item, spec.benchmark)
-                failed = sample_pass(run.id, item, problem, spec, models, generator, sandbox, store)
-                for name, reason in failed.items():
-                    progress.note(f"{item.task_id}: model {name} failed: {reason}")
-                for strategy in strategies:
-                    child_id = _child_id(run.id, index, strategy.name, store)
-                    if child_id is None:
-                        continue
-                    try:
-                        solve(
-                            problem,
-                            config,
-                            models=models,
-                            strategy=strategy,
-                            samples=spec.samples,
-                            store=store,
-                            progress=progress,
-                            kind="eval-item",
-                            run_id=child_id,
-                            parent_id=run.id,
-                            sandbox=sandbox,
-                            generator=generator,
-                            executions=executions,
-                        )
-                    except (StrategyCannotRun, AllModelsFailed) as exc:
-                        _mark_error(store, child_id, str(exc))
-                hidden_pass(run.id, index, item, problem, sandbox, store)
+                one_problem(
+                    run.id, index, item, spec, models, strategies,
+                    store=store, generator=generator, sandbox=sandbox,
+                    executions=executions, progress=progress,
+                )  # fmt: skip
     except BaseException:
         run.status = "interrupted"
         raise
@@ -136,6 +114,50 @@ def execute(run: Run, store: Store, progress: Progress) -> Run:
         run.wall_s += time.monotonic() - started
         store.write(run)
     return run
+
+
+def one_problem(
+    run_id: str,
+    index: int,
+    item: BenchmarkProblem,
+    spec: EvalSpec,
+    models: list[ModelConfig],
+    strategies: list[Strategy],
+    *,
+    store: Store,
+    generator: Generator,
+    sandbox: Sandbox,
+    executions: ExecutionCache,
+    progress: Progress,
+) -> None:
+    """Steps 1-3 for one problem, skipping whatever ``store`` shows as already done."""
+    problem = as_problem(item, spec.benchmark)
+    failed = sample_pass(run_id, item, problem, spec, models, generator, sandbox, store)
+    for name, reason in failed.items():
+        progress.note(f"{item.task_id}: model {name} failed: {reason}")
+    for strategy in strategies:
+        child_id = _child_id(run_id, index, strategy.name, store)
+        if child_id is None:
+            continue
+        try:
+            solve(
+                problem,
+                spec.config,
+                models=models,
+                strategy=strategy,
+                samples=spec.samples,
+                store=store,
+                progress=progress,
+                kind="eval-item",
+                run_id=child_id,
+                parent_id=run_id,
+                sandbox=sandbox,
+                generator=generator,
+                executions=executions,
+            )
+        except (StrategyCannotRun, AllModelsFailed) as exc:
+            _mark_error(store, child_id, str(exc))
+    hidden_pass(run_id, index, item, problem, sandbox, store)
 
 
 def sample_pass(

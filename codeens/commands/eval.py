@@ -51,6 +51,16 @@ def _names(text: str | None) -> list[str]:
     "library (default: the copy shipped with codeens).",
 )
 @click.option("--resume", "resume_id", default=None, help="Continue an interrupted run.")
+@click.option(
+    "--ray",
+    "ray_address",
+    is_flag=False,
+    flag_value="local",
+    default=None,
+    metavar="[ADDRESS]",
+    help="Run the problems as Ray tasks on the cluster at ADDRESS (host:port, auto or "
+    "ray://...); alone, on a local one started for the run. Put BENCHMARK before it.",
+)
 @shared_options("config", "db", "json", "quiet", json="Print the summary as JSON.")
 def eval_command(
     benchmark: str | None,
@@ -64,6 +74,7 @@ def eval_command(
     seed: int | None,
     data: Path | None,
     resume_id: str | None,
+    ray_address: str | None,
     config_path: Path | None,
     db: Path | None,
     as_json: bool,
@@ -80,6 +91,7 @@ def eval_command(
     from codeens.progress import Progress
     from codeens.storage import Store
 
+    address = _ray_address(ray_address)
     store = Store(db)
     if resume_id is not None:
         if benchmark is not None:
@@ -102,7 +114,10 @@ def eval_command(
     click.echo(f"eval run {run.id} (resume with: codeens eval --resume {run.id})", err=True)
     try:
         with Progress(enabled=None if not quiet else False) as progress:
-            run = runner.execute(run, store, progress)
+            if ray_address is None:
+                run = runner.execute(run, store, progress)
+            else:
+                run = _on_ray(run, store, progress, address)
     except KeyboardInterrupt:
         click.echo(f"interrupted; continue with: codeens eval --resume {run.id}", err=True)
         raise
@@ -113,6 +128,38 @@ def eval_command(
         click.echo(json.dumps(summary))
     else:
         print_tables(summary)
+
+
+def _ray_address(value: str | None) -> str | None:
+    """The cluster address --ray names (None: a local cluster, or no --ray at all)."""
+    if value is None or value == "local":
+        return None
+    if value == "auto" or value.startswith("ray://") or _host_port(value):
+        return value
+    raise InputError(
+        f"--ray {value}: not a cluster address (host:port, auto or ray://host:port); "
+        "give BENCHMARK before --ray"
+    )
+
+
+def _host_port(value: str) -> bool:
+    host, _, port = value.rpartition(":")
+    return bool(host) and port.isdigit()
+
+
+def _on_ray(run: Any, store: Any, progress: Any, address: str | None) -> Any:
+    """The run on a Ray cluster; a problem that fails there ends it with one line."""
+    from codeens.evals import distributed
+
+    try:
+        run, stats = distributed.execute(run, store, progress, address)
+    except distributed.RemoteFailure as exc:
+        click.echo(f"interrupted; continue with: codeens eval --resume {run.id}", err=True)
+        raise click.ClickException(f"on a Ray worker: {exc}") from exc
+    except ConnectionError as exc:
+        raise InputError(f"--ray: {exc}") from exc
+    click.echo(stats.line(), err=True)
+    return run
 
 
 def _prepare(spec: EvalSpec) -> None:

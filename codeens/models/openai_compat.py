@@ -24,7 +24,8 @@ import email.utils
 import os
 import threading
 import time
-from typing import TYPE_CHECKING, Any, ClassVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -58,6 +59,18 @@ class _Retry(Exception):
         self.delay = delay
 
 
+class Slots(Protocol):
+    """Requests in flight to one server: entered around each request."""
+
+    def __enter__(self) -> object: ...
+
+    def __exit__(self, *exc: object) -> object: ...
+
+
+def _semaphore(base_url: str, size: int) -> Slots:
+    return threading.BoundedSemaphore(size)
+
+
 @dataclasses.dataclass(frozen=True)
 class Endpoint:
     """One server as this process knows it: requests in flight are capped by ``slots``;
@@ -65,7 +78,7 @@ class Endpoint:
     per request from then on)."""
 
     base_url: str
-    slots: threading.BoundedSemaphore
+    slots: Slots
     single_n: set[str] = dataclasses.field(default_factory=set)
 
 
@@ -81,12 +94,15 @@ class Endpoints:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._known: dict[str, Endpoint] = {}
+        # Where the slots come from: a process's own semaphore, or one shared by the
+        # processes of a cluster (`codeens eval --ray` swaps this in on its workers).
+        self.slots_factory: Callable[[str, int], Slots] = _semaphore
 
     def get(self, base_url: str, max_concurrency: int) -> Endpoint:
         with self._lock:
             endpoint = self._known.get(base_url)
             if endpoint is None:
-                slots = threading.BoundedSemaphore(max_concurrency)
+                slots = self.slots_factory(base_url, max_concurrency)
                 endpoint = self._known[base_url] = Endpoint(base_url, slots)
             return endpoint
 
