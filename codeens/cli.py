@@ -24,6 +24,7 @@ COMMANDS = {
     "report": "codeens.commands.report:report",
     "route": "codeens.commands.route:route",
     "sandbox": "codeens.commands.sandbox:sandbox",
+    "serve": "codeens.commands.serve:serve",
     "solve": "codeens.commands.solve:solve",
     "strategies": "codeens.commands.strategies:strategies_command",
 }
