@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from codeens.config import ConfigError
 from codeens.problem import Problem, fill
+from codeens.sandbox.results import Verdict
 from codeens.serve.answer import Answer
 from codeens.serve.errors import ApiError
 from codeens.serve.job import Job, Shared
@@ -49,20 +50,21 @@ def answer_stubs(shared: Shared, job: Job, problem: Problem) -> Answer:
     except StrategyCannotRun as exc:
         raise ApiError(400, f"{job.route.name}: {exc}", param="model") from exc
     chosen = [t.decision.chosen for t in report.targets if t.decision.chosen is not None]
-    passed = sum(c.result.tests_passed for c in chosen if c.result is not None)
-    total = sum(c.result.tests_total for c in chosen if c.result is not None)
-    solutions = [report.solution] + [
-        _alternative(problem, report.targets, k) for k in range(1, job.request.n)
-    ]
+    passed, total = _counts(chosen)
     timed_out = any(t.out_of_time for t in report.targets)
-    note = _note(report.status, passed, total, timed_out)
+    contents = [_fenced(report.solution) + _note(report.status, passed, total, timed_out)]
+    for k in range(1, job.request.n):
+        source, picked = _alternative(problem, report.targets, k)
+        picked_passed, picked_total = _counts(picked)
+        status = _status(picked, len(problem.stubs))
+        contents.append(_fenced(source) + _note(status, picked_passed, picked_total, timed_out))
     return Answer(
         run_id=report.run_id,
         mode="solve",
         status=report.status,
         strategy=strategy.name,
         members=tuple(sorted({m for c in chosen for m in c.models})),
-        contents=tuple(_fenced(s) + note for s in solutions),
+        contents=tuple(contents),
         tests_passed=passed,
         tests_total=total,
         prompt_tokens=report.input_tokens,
@@ -70,6 +72,26 @@ def answer_stubs(shared: Shared, job: Job, problem: Problem) -> Answer:
         cost=report.cost,
         timed_out=timed_out,
     )
+
+
+def _counts(candidates: Sequence[Candidate]) -> tuple[int, int]:
+    results = [c.result for c in candidates if c.result is not None]
+    return sum(r.tests_passed for r in results), sum(r.tests_total for r in results)
+
+
+def _status(candidates: Sequence[Candidate], stubs: int) -> str:
+    """An alternative choice's status, by the rules of ``codeens solve``."""
+    each = [
+        "unverified"
+        if c.result is None or c.result.tests_total == 0
+        else "solved"
+        if c.result.verdict is Verdict.PASSED
+        else "unsolved"
+        for c in candidates
+    ]
+    if len(each) < stubs or "unsolved" in each:
+        return "unsolved"
+    return "solved" if all(s == "solved" for s in each) else "unverified"
 
 
 def ranked(target: TargetSummary) -> list[Candidate]:
@@ -82,13 +104,13 @@ def ranked(target: TargetSummary) -> list[Candidate]:
     return ([chosen] if chosen is not None else []) + others
 
 
-def _alternative(problem: Problem, targets: Sequence[TargetSummary], k: int) -> str:
-    codes: dict[str, str] = {}
-    for target in targets:
-        order = ranked(target)
-        if order:
-            codes[target.stub.name] = order[min(k, len(order) - 1)].code
-    return fill(problem, codes) if codes else problem.source
+def _alternative(
+    problem: Problem, targets: Sequence[TargetSummary], k: int
+) -> tuple[str, list[Candidate]]:
+    """The problem filled with each stub's ``k``-th candidate, and those candidates."""
+    picked = [order[min(k, len(order) - 1)] for order in map(ranked, targets) if order]
+    codes = {t.stub.name: c.code for t, c in zip(targets, picked, strict=False)}
+    return (fill(problem, codes) if codes else problem.source), picked
 
 
 def _fenced(source: str) -> str:
