@@ -7,10 +7,7 @@ import json
 from pathlib import Path
 
 import httpx
-import openai
 import pytest
-
-from codeens.strategies.base import STRATEGIES
 from serve_fixtures import (
     ADD,
     CORRECT,
@@ -26,6 +23,8 @@ from serve_fixtures import (
     stub_prompt,
     write_config,
 )
+
+from codeens.strategies.base import STRATEGIES
 
 QUESTION = [{"role": "user", "content": "What is a closure in Python?"}]
 ALPHA_SAYS = "A closure is a function that remembers\nthe variables of the scope it was made in."
@@ -88,9 +87,7 @@ def test_a_member_alone_in_the_docker_sandbox_with_two_choices(
 ) -> None:
     config = write_config(members, backend="docker")
     with serving(config, members / "log.db") as (url, store):
-        reply = client(url).chat.completions.create(
-            model="beta", messages=_stub_message(), n=2
-        )
+        reply = client(url).chat.completions.create(model="beta", messages=_stub_message(), n=2)
     first, second = (c.message.content or "" for c in reply.choices)
     assert run_function(first, "add")(40, 2) == 42
     assert "sum((a, b))" in first
