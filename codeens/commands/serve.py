@@ -95,6 +95,10 @@ def serve(
 
     try:
         run_server(create_app(engine, settings, key), settings.host, settings.port, announce)
+    except KeyboardInterrupt:
+        # Ctrl-C is how a server is stopped; uvicorn re-raises it once it has shut down
+        # (accepted requests finished and logged).
+        click.echo("codeens serve: stopped", err=True)
     finally:
         engine.close()
         sandbox.close()
