@@ -16,10 +16,12 @@ cap across the cluster: one named Ray actor per base URL hands out its request s
 from __future__ import annotations
 
 import atexit
+import contextlib
 import dataclasses
 import functools
 import hashlib
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -95,7 +97,18 @@ def execute(
     run: Run, store: Store, progress: Progress, address: str | None
 ) -> tuple[Run, ClusterStats]:
     """Do (or finish) the run on the cluster at ``address``; as ``runner.execute`` does,
-    KeyboardInterrupt (and any failure) marks it ``interrupted`` and propagates."""
+    KeyboardInterrupt (and any failure) marks it ``interrupted`` and propagates.
+
+    What Ray prints meanwhile (a worker that died, a retry) goes to stderr: stdout is the
+    command's (``--json``).
+    """
+    with contextlib.redirect_stdout(sys.stderr):
+        return _execute(run, store, progress, address)
+
+
+def _execute(
+    run: Run, store: Store, progress: Progress, address: str | None
+) -> tuple[Run, ClusterStats]:
     import ray
 
     spec = spec_of(run)
