@@ -96,7 +96,7 @@ def test_shared_options_are_one_declaration() -> None:
                     assert isinstance(param.type, click.Path) and param.default is None
                 else:
                     assert isinstance(param, click.Option) and param.is_flag
-    assert len(seen["--db"]) == 12 and len(seen["--config"]) == 7
+    assert len(seen["--db"]) == 13 and len(seen["--config"]) == 8
 
 
 def test_overrides_reach_the_config_and_fail_in_one_line(tmp_path: Path) -> None:
