@@ -251,3 +251,31 @@ def test_a_ray_address_that_is_not_one_is_refused(tmp_path: Path) -> None:
     done = run_cli("eval", "humaneval", "--ray", "majority", "--limit", "1", cwd=tmp_path)
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "not a cluster address" in done.stderr
+
+
+def test_endpoint_members_keep_their_concurrency_cap_across_the_cluster(
+    tmp_path: Path, cluster: Cluster
+) -> None:
+    """Two workers on two nodes, one endpoint capped at one request in flight: each
+    process alone would allow one, so only a cluster-wide cap keeps the server at one."""
+    from test_models_openai import FaultServer
+
+    server = FaultServer([], delay=0.4)
+    config = tmp_path / "codeens.toml"
+    config.write_text(
+        '[sandbox]\nbackend = "process"\n'
+        '[[models]]\nname = "remote"\nbackend = "openai"\nlocation = "served-model"\n'
+        f'[models.options]\nbase_url = "{server.base_url}"\nmax_concurrency = 1\n'
+        "max_retries = 0\n"
+    )
+    try:
+        done = _eval(
+            tmp_path, config, tmp_path / "ray.db", "humaneval", "--problems", ",".join(IDS),
+            "--samples", "1", "--ray", cluster.address, env=cluster.env,
+        )  # fmt: skip
+    finally:
+        server.close()
+    assert done.returncode == 0, done.stderr
+    assert "on 2 node(s)" in done.stderr, done.stderr
+    assert server.attempts == len(IDS)
+    assert server.max_in_flight == 1
