@@ -185,7 +185,15 @@ class _Worker:
         self.sandbox.close()
 
 
-_WORKER: list[_Worker] = []
+_WORKER: list[_Worker] = []  # at most one: the spec this process last worked for
+
+
+def _close_workers() -> None:
+    while _WORKER:
+        _WORKER.pop().close()
+
+
+atexit.register(_close_workers)
 
 
 def _worker(spec_json: str) -> _Worker:
@@ -193,12 +201,8 @@ def _worker(spec_json: str) -> _Worker:
     key = hashlib.sha256(spec_json.encode()).hexdigest()
     if _WORKER and _WORKER[0].key == key:
         return _WORKER[0]
-    while _WORKER:
-        _WORKER.pop().close()
+    _close_workers()
     spec = EvalSpec.model_validate_json(spec_json)
-    if not _WORKER and not getattr(_worker, "registered", False):
-        atexit.register(lambda: [w.close() for w in _WORKER])
-        _worker.registered = True  # type: ignore[attr-defined]
     worker = _Worker(key, spec, spec.config.sandbox.open(), problems=load_problems(spec))
     _WORKER.append(worker)
     _share_endpoint_slots()
@@ -262,9 +266,11 @@ def cluster_slots(base_url: str, size: int) -> Any:
     import ray
 
     name = "codeens-slots-" + hashlib.sha256(base_url.encode()).hexdigest()[:16]
-    actor = _slots_actor().options(
-        name=name, namespace="codeens", get_if_exists=True, lifetime="detached"
-    ).remote(size)
+    actor = (
+        _slots_actor()
+        .options(name=name, namespace="codeens", get_if_exists=True, lifetime="detached")
+        .remote(size)
+    )
     return ClusterSlots(actor, ray)
 
 
@@ -294,7 +300,7 @@ def _slots_actor() -> Any:
 
     import ray
 
-    @ray.remote(num_cpus=0, max_concurrency=1000)
+    @ray.remote(num_cpus=0, max_concurrency=1000)  # type: ignore[call-overload]
     class Slots:
         def __init__(self, size: int) -> None:
             self.semaphore = asyncio.Semaphore(size)

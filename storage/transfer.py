@@ -55,10 +55,12 @@ def snapshot(store: Store, run_id: str, target: str, child_prefix: str) -> RowBa
         generations.extend(store.generations(child.id))
         executions.extend(store.executions(child.id, None, oldest_first=True))
         decisions.extend(store.decisions(child.id))
+    generations.sort(key=lambda g: g.id or 0)
+    executions.sort(key=lambda e: e.id or 0)
     return RowBatch(
         runs=_dicts(children),
-        generations=_dicts(sorted(generations, key=lambda g: g.id or 0)),
-        executions=_dicts(sorted(executions, key=lambda e: e.id or 0)),
+        generations=_dicts(generations),
+        executions=_dicts(executions),
         decisions=_dicts(decisions),
         lineage=_dicts(store.lineage()),
     )
@@ -121,7 +123,9 @@ def append(store: Store, batch: RowBatch) -> None:
             new_id: dict[int, int] = {}
             for row in rows:
                 cached = row.get("cached_from")
-                fresh: Any = model(**{**row, "id": None, "cached_from": new_id.get(cached, cached)})
+                if cached is not None:
+                    cached = new_id.get(int(cached), int(cached))
+                fresh: Any = model(**{**row, "id": None, "cached_from": cached})
                 session.add(fresh)
                 session.flush()
                 new_id[int(row["id"])] = int(fresh.id)

@@ -39,6 +39,8 @@ from codeens.models.base import (
 )
 
 if TYPE_CHECKING:
+    from types import TracebackType
+
     import httpx
     import tenacity
 
@@ -64,7 +66,13 @@ class Slots(Protocol):
 
     def __enter__(self) -> object: ...
 
-    def __exit__(self, *exc: object) -> object: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+        /,
+    ) -> object: ...
 
 
 def _semaphore(base_url: str, size: int) -> Slots:
