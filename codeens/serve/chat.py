@@ -100,7 +100,7 @@ def answer_chat(shared: Shared, job: Job) -> Answer:
             proposals += [Sample(model, g, origin="chat:proposer") for g in got]
         recorder.samples(proposals, "chat")
         drawn += proposals
-        if proposers:
+        if proposals:  # no proposer answered: the aggregator answers on its own
             prompt = aggregate_prompt(messages, [s.text for s in proposals])
             job.progress.update(f"{answerer.name} aggregating {len(proposals)} answer(s)")
         else:
