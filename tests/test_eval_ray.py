@@ -159,13 +159,16 @@ def test_ray_run_gives_the_serial_runs_results_and_rows(
 
 
 def _running_task(deadline: float) -> int:
-    """The pid of a Ray worker process running a problem right now."""
+    """The pid of a Ray worker process running a problem right now (Ray sets the process
+    title of a worker to ``ray::<task>`` while it runs one)."""
     while time.monotonic() < deadline:
-        found = subprocess.run(
-            ["pgrep", "-f", "^ray::solve_problem"], capture_output=True, text=True, check=False
-        ).stdout.split()
-        if found:
-            return int(found[0])
+        for proc in Path("/proc").iterdir():
+            try:
+                title = (proc / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if proc.name.isdigit() and title.startswith(b"ray::solve_problem"):
+                return int(proc.name)
         time.sleep(0.02)
     pytest.fail("no Ray task was seen running")
 
