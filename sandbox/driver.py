@@ -105,6 +105,13 @@ class _Run:
         self.setup = ""
         self.part = 0
         self.test_started = 0.0
+        self.test_limit = 0.0
+
+    def test_deadline(self):
+        """When the outstanding test's own limit runs out (None: no test, or no limit)."""
+        if self.finished or self.sent < 0 or not self.test_limit:
+            return None
+        return self.test_started + self.test_limit
 
     def send(self, obj):
         data = json.dumps(obj).encode("utf-8") + b"\n"
@@ -126,6 +133,7 @@ class _Run:
         self.part = 0
         self.test_started = time.monotonic()
         test = self.tests[self.sent]
+        self.test_limit = float(test.get("limit") or 0.0)
         message = {"k": "test", "i": self.sent, "tok": self.token}
         if "checks" in test:
             # Split: the child gets the expressions under test, never the expected side.
@@ -192,17 +200,28 @@ class _Run:
         self.record(outcome, text, time.monotonic() - self.test_started)
 
     def record(self, outcome, message, duration):
-        test = self.tests[self.sent]
-        self.results.append(
-            {
-                "name": test["name"],
-                "outcome": outcome,
-                "message": message[:2000],
-                "duration": duration,
-                "isolation": "split" if "checks" in test else "in-process",
-            }
-        )
+        self.results.append(self.outcome(outcome, message, duration))
         self.send_next()
+
+    def outcome(self, outcome, message, duration):
+        test = self.tests[self.sent]
+        entry = {
+            "name": test["name"],
+            "outcome": outcome,
+            "message": message[:2000],
+            "duration": duration,
+            "isolation": "split" if "checks" in test else "in-process",
+        }
+        if test.get("limit"):
+            entry["limit"] = float(test["limit"])
+        return entry
+
+    def test_timed_out(self):
+        """The outstanding test ran past its own limit: it is the last result."""
+        self.killed_for = "test_timeout"
+        message = "exceeded its limit of %.3f s" % self.test_limit
+        elapsed = time.monotonic() - self.test_started
+        self.results.append(self.outcome("timeout", message, elapsed))
 
 
 def _kill_group(pid):
@@ -301,10 +320,17 @@ def _drive(req, zygote):
     run.setup = tests_frame.get("setup", "")
     open_fds = [res_r, out_r]
     while open_fds:
-        remaining = deadline - time.monotonic()
+        now = time.monotonic()
+        remaining = deadline - now
         if remaining <= 0:
             run.killed_for = "timeout"
             break
+        test_deadline = run.test_deadline()
+        if test_deadline is not None:
+            if test_deadline <= now:
+                run.test_timed_out()
+                break
+            remaining = min(remaining, test_deadline - now)
         ready, _, _ = select.select(open_fds, [], [], remaining)
         for fd in ready:
             chunk = os.read(fd, 1 << 16)

@@ -58,6 +58,9 @@ def _verdict(run, signaled, exit_status, rusage):
     killed = signaled == signal.SIGKILL and not run.finished and not run.violation
     if run.killed_for == "timeout":
         return "timeout", "wall-clock deadline exceeded"
+    if run.killed_for == "test_timeout":
+        last = run.results[-1]
+        return "timeout", "test %s %s" % (last["name"], last["message"])
     if run.killed_for == "output_limit":
         return "output_limit", "output exceeded %d bytes" % run.req.get("output_limit")
     if signaled == signal.SIGXCPU:

@@ -33,13 +33,16 @@ class Limits:
 class TestOutcome:
     """The outcome of one named test case. ``isolation``: "split" when the driver compared
     the values (the expected side never entered the candidate's process), "in-process" when
-    the test ran beside the candidate (rows recorded before the split read as in-process)."""
+    the test ran beside the candidate (rows recorded before the split read as in-process).
+    ``limit``: the test's own time limit in seconds, when it had one (``timeout`` is then
+    its outcome if it ran past it)."""
 
     name: str
-    outcome: str  # passed | failed | error
+    outcome: str  # passed | failed | error | timeout
     message: str = ""
     duration: float = 0.0
     isolation: str = "in-process"
+    limit: float | None = None
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ import ast
 import copy
 import dataclasses
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,23 +41,24 @@ TRUTH_HELPER = "__codeens_truth__"
 class TestCase:
     """One named test: source executed in the candidate's namespace after the setup, or,
     when ``checks`` is set, a probe the candidate's process runs for values that the
-    driver compares."""
+    driver compares. ``limit``: seconds this case may take (None: only the candidate's
+    whole-run timeout applies)."""
 
     name: str
     source: str
     probe: str = ""
     checks: tuple[Check, ...] = ()
+    limit: float | None = None
 
     @property
     def isolation(self) -> str:
         return "split" if self.checks else "in-process"
 
     def bound(self, entry_point: str) -> TestCase:
-        return TestCase(
-            self.name,
-            self.source.replace(ENTRY, entry_point),
-            self.probe.replace(ENTRY, entry_point),
-            self.checks,
+        return dataclasses.replace(
+            self,
+            source=self.source.replace(ENTRY, entry_point),
+            probe=self.probe.replace(ENTRY, entry_point),
         )
 
 
@@ -77,6 +79,15 @@ class TestSuite:
         """The same tests, every one run in-process (the path before split comparisons)."""
         cases = tuple(TestCase(c.name, c.source) for c in self.cases)
         return dataclasses.replace(self, cases=cases, split_setup=None)
+
+    def with_limits(self, limits: Sequence[float | None]) -> TestSuite:
+        """The same tests, case ``i`` with ``limits[i]`` seconds of its own (None: only the
+        whole-run timeout applies to it)."""
+        if len(limits) != len(self.cases):
+            raise ValueError(f"{len(limits)} limits for {len(self.cases)} test cases")
+        pairs = zip(self.cases, limits, strict=True)
+        cases = tuple(dataclasses.replace(c, limit=t) for c, t in pairs)
+        return dataclasses.replace(self, cases=cases)
 
     @property
     def child_setup(self) -> str:

@@ -42,8 +42,41 @@ def build(base: str, image: str, force: bool) -> None:
 
 
 @sandbox.command()
-@click.argument("candidates", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--tests", "tests_path", required=True, type=click.Path(path_type=Path))
+@click.argument("candidates", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--tests", "tests_path", type=click.Path(path_type=Path), help="The test file.")
+@click.option(
+    "--samples",
+    "samples_path",
+    type=click.Path(path_type=Path),
+    help="A JSONL of samples (task_id plus completion or solution), instead of CANDIDATES.",
+)
+@click.option(
+    "--problems",
+    default="humaneval",
+    show_default=True,
+    help="With --samples: a problems JSONL (task_id, prompt, test, entry_point), or a "
+    "benchmark name (NAME or NAME:SPLIT).",
+)
+@click.option(
+    "--time-factor",
+    type=click.FloatRange(min=0, min_open=True),
+    default=4.0,
+    show_default=True,
+    help="With --samples: each test may take this many times its reference runtime.",
+)
+@click.option(
+    "--time-floor",
+    type=click.FloatRange(min=0),
+    default=1.0,
+    show_default=True,
+    help="With --samples: seconds each test may take at least (--timeout is the ceiling).",
+)
+@click.option(
+    "--results",
+    "results_path",
+    type=click.Path(path_type=Path),
+    help="With --samples: write one JSON line per sample here, in input order.",
+)
 @field_option("--timeout", field="sandbox.timeout", default="field")
 @field_option("--memory", field="sandbox.memory_mb", default="field")
 @field_option("--workers", field="sandbox.workers", default="field")
@@ -57,7 +90,12 @@ def build(base: str, image: str, force: bool) -> None:
 def run(
     ctx: click.Context,
     candidates: tuple[Path, ...],
-    tests_path: Path,
+    tests_path: Path | None,
+    samples_path: Path | None,
+    problems: str,
+    time_factor: float,
+    time_floor: float,
+    results_path: Path | None,
     timeout: float,
     memory: int,
     workers: int,
@@ -67,7 +105,10 @@ def run(
     db: Path | None,
     as_json: bool,
 ) -> None:
-    """Run each CANDIDATE file against the tests; exit 0 only if every one passed."""
+    """Run each CANDIDATE file against the tests; exit 0 only if every one passed.
+
+    With --samples, judge every sample of a JSONL for many problems in one run (exit 0
+    when it ran, whatever the verdicts)."""
     from pydantic import ValidationError
 
     from codeens.config import SandboxConfig
@@ -81,6 +122,12 @@ def run(
     from codeens.storage import Store
     from codeens.validation import first_error
 
+    if samples_path is not None and (candidates or tests_path is not None):
+        raise InputError("--samples cannot be combined with CANDIDATES or --tests")
+    if samples_path is None and not candidates:
+        raise InputError("give CANDIDATES and --tests, or --samples")
+    if samples_path is None and tests_path is None:
+        raise InputError("CANDIDATES need --tests (or give --samples instead)")
     try:
         settings = SandboxConfig(
             backend=backend,
@@ -90,6 +137,15 @@ def run(
             options={backend: {"image": image}} if image is not None else {},
         )
         warning = settings.warning()
+        if samples_path is not None:
+            from codeens.commands.sandbox_samples import SamplesRun, run_samples
+
+            request = SamplesRun(
+                samples_path, problems, time_factor, time_floor, results_path, as_json, db
+            )
+            run_samples(settings, request)
+            return
+        assert tests_path is not None
         suite = load_test_suite(tests_path)
         items = []
         for path in candidates:

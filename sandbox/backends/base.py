@@ -94,14 +94,16 @@ def driver_input(
 
 def _wire_case(case: TestCase) -> dict[str, Any]:
     """A case for the driver: its source, or for a split case the child's probe and the
-    checks only the driver holds."""
-    if not case.checks:
-        return {"name": case.name, "source": case.source}
-    return {
-        "name": case.name,
-        "probe": case.probe,
-        "checks": [check.to_wire() for check in case.checks],
-    }
+    checks only the driver holds; with its own time limit when it has one."""
+    wire: dict[str, Any] = {"name": case.name}
+    if case.checks:
+        wire["probe"] = case.probe
+        wire["checks"] = [check.to_wire() for check in case.checks]
+    else:
+        wire["source"] = case.source
+    if case.limit is not None:
+        wire["limit"] = case.limit
+    return wire
 
 
 def parse_report(
