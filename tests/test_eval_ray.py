@@ -195,17 +195,25 @@ def _start(
     )  # fmt: skip
 
 
-def test_killing_a_worker_mid_run_loses_nothing(
-    tmp_path: Path, cluster: Cluster, serial: dict[str, Any]
-) -> None:
-    config = setup_replay(tmp_path, "humaneval", IDS)
-    db = tmp_path / "ray.db"
+def _started(
+    tmp_path: Path, config: Path, db: Path, cluster: Cluster
+) -> tuple[subprocess.Popen[str], float]:
+    """The slice started on the cluster, once its first problem is in the log."""
     process = _start(tmp_path, config, db, *ARGS, "--ray", cluster.address, env=cluster.env)
     deadline = time.monotonic() + 300
     while not _finished(db):
         assert process.poll() is None, process.communicate()
         assert time.monotonic() < deadline
         time.sleep(0.02)
+    return process, deadline
+
+
+def test_killing_a_worker_mid_run_loses_nothing(
+    tmp_path: Path, cluster: Cluster, serial: dict[str, Any]
+) -> None:
+    config = setup_replay(tmp_path, "humaneval", IDS)
+    db = tmp_path / "ray.db"
+    process, deadline = _started(tmp_path, config, db, cluster)
     victim = _running_task(deadline)
     before = set(_finished(db))
     os.kill(victim, signal.SIGKILL)
@@ -223,12 +231,7 @@ def test_resume_on_ray_after_the_driver_is_killed(
 ) -> None:
     config = setup_replay(tmp_path, "humaneval", IDS)
     db = tmp_path / "ray.db"
-    process = _start(tmp_path, config, db, *ARGS, "--ray", cluster.address, env=cluster.env)
-    deadline = time.monotonic() + 300
-    while not _finished(db):
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    process, _ = _started(tmp_path, config, db, cluster)
     process.send_signal(signal.SIGKILL)
     process.communicate()
     with sqlite3.connect(db) as conn:
