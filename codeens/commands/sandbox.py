@@ -44,6 +44,14 @@ def build(base: str, image: str, force: bool) -> None:
 @sandbox.command()
 @click.argument("candidates", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--tests", "tests_path", type=click.Path(path_type=Path), help="The test file.")
+@field_option("--timeout", field="sandbox.timeout", default="field")
+@field_option("--memory", field="sandbox.memory_mb", default="field")
+@field_option("--workers", field="sandbox.workers", default="field")
+@field_option("--backend", field="sandbox.backend", default="field", names=SANDBOXES)
+@click.option("--entry-point", default=None, help="Function that check(candidate) receives.")
+@field_option(
+    "--image", model=DOCKER_OPTIONS, field="image", help="Sandbox image tag (docker backend)"
+)
 @click.option(
     "--samples",
     "samples_path",
@@ -69,21 +77,13 @@ def build(base: str, image: str, force: bool) -> None:
     type=click.FloatRange(min=0),
     default=1.0,
     show_default=True,
-    help="With --samples: seconds each test may take at least (--timeout is the ceiling).",
+    help="With --samples: seconds each test may take at least (the timeout stays the ceiling).",
 )
 @click.option(
     "--results",
     "results_path",
     type=click.Path(path_type=Path),
     help="With --samples: write one JSON line per sample here, in input order.",
-)
-@field_option("--timeout", field="sandbox.timeout", default="field")
-@field_option("--memory", field="sandbox.memory_mb", default="field")
-@field_option("--workers", field="sandbox.workers", default="field")
-@field_option("--backend", field="sandbox.backend", default="field", names=SANDBOXES)
-@click.option("--entry-point", default=None, help="Function that check(candidate) receives.")
-@field_option(
-    "--image", model=DOCKER_OPTIONS, field="image", help="Sandbox image tag (docker backend)"
 )
 @shared_options("db", "json", json="One JSON object per candidate.")
 @click.pass_context
