@@ -21,6 +21,7 @@ import dataclasses
 import functools
 import hashlib
 import os
+import socket
 import sys
 import tempfile
 import time
@@ -76,7 +77,11 @@ class ClusterStats:
 
 
 def connect(address: str | None) -> None:
-    """Join the cluster at ``address`` (None: start a local one for this run)."""
+    """Join the cluster at ``address`` (None: start a local one for this run).
+
+    ConnectionError with one line when it cannot: Ray itself retries an address where
+    nothing answers for minutes, so a host:port is knocked on first.
+    """
     import logging
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -84,13 +89,23 @@ def connect(address: str | None) -> None:
 
     if ray.is_initialized():
         return
-    ray.init(
-        address=address,
-        include_dashboard=False if address is None else None,
-        log_to_driver=False,
-        logging_level=logging.WARNING,
-        configure_logging=True,
-    )
+    host, _, port = (address or "").rpartition(":")
+    if address is not None and host and port.isdigit() and "://" not in address:
+        try:
+            socket.create_connection((host, int(port)), timeout=5).close()
+        except OSError as exc:
+            raise ConnectionError(f"no Ray cluster answers at {address}: {exc}") from exc
+    try:
+        ray.init(
+            address=address,
+            include_dashboard=False if address is None else None,
+            log_to_driver=False,
+            logging_level=logging.WARNING,
+            configure_logging=True,
+        )
+    except (ConnectionError, ray.exceptions.RayError) as exc:
+        first = (str(exc) or type(exc).__name__).splitlines()[0]
+        raise ConnectionError(f"cannot join the Ray cluster at {address}: {first}") from exc
 
 
 def execute(

@@ -253,10 +253,25 @@ def test_resume_on_ray_after_the_driver_is_killed(
     assert set(kept) <= set(still)
 
 
-def test_a_ray_address_that_is_not_one_is_refused(tmp_path: Path) -> None:
+def test_a_ray_address_that_is_not_one_or_answers_nothing_is_refused(tmp_path: Path) -> None:
     done = run_cli("eval", "humaneval", "--ray", "majority", "--limit", "1", cwd=tmp_path)
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "not a cluster address" in done.stderr
+    db = tmp_path / "log.db"
+    port = _free_port()  # nothing listens there
+    done = run_cli(
+        "eval", "humaneval", "--limit", "1", "--ray", f"127.0.0.1:{port}", "--db", str(db),
+        cwd=tmp_path, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "no Ray cluster answers" in done.stderr
+    assert (
+        not db.exists()
+        or not sqlite3.connect(db)
+        .execute("SELECT name FROM sqlite_master WHERE name = 'runs'")
+        .fetchall()
+        or not sqlite3.connect(db).execute("SELECT * FROM runs").fetchall()
+    )
 
 
 def test_endpoint_members_keep_their_concurrency_cap_across_the_cluster(

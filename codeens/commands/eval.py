@@ -92,6 +92,13 @@ def eval_command(
     from codeens.storage import Store
 
     address = _ray_address(ray_address)
+    if ray_address is not None:  # before anything is recorded: an unreachable one is refused
+        from codeens.evals import distributed
+
+        try:
+            distributed.connect(address)
+        except ConnectionError as exc:
+            raise InputError(f"--ray: {exc}") from exc
     store = Store(db)
     if resume_id is not None:
         if benchmark is not None:
@@ -156,8 +163,6 @@ def _on_ray(run: Any, store: Any, progress: Any, address: str | None) -> Any:
     except distributed.RemoteFailure as exc:
         click.echo(f"interrupted; continue with: codeens eval --resume {run.id}", err=True)
         raise click.ClickException(f"on a Ray worker: {exc}") from exc
-    except ConnectionError as exc:
-        raise InputError(f"--ray: {exc}") from exc
     click.echo(stats.line(), err=True)
     return run
 
