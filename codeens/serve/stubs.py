@@ -108,9 +108,9 @@ def _alternative(
     problem: Problem, targets: Sequence[TargetSummary], k: int
 ) -> tuple[str, list[Candidate]]:
     """The problem filled with each stub's ``k``-th candidate, and those candidates."""
-    picked = [order[min(k, len(order) - 1)] for order in map(ranked, targets) if order]
-    codes = {t.stub.name: c.code for t, c in zip(targets, picked, strict=False)}
-    return (fill(problem, codes) if codes else problem.source), picked
+    chosen = {t.stub.name: o[min(k, len(o) - 1)] for t in targets if (o := ranked(t))}
+    codes = {name: c.code for name, c in chosen.items()}
+    return (fill(problem, codes) if codes else problem.source), list(chosen.values())
 
 
 def _fenced(source: str) -> str:
