@@ -357,8 +357,11 @@ def _drive(req, zygote):
     for fd in (ctl_w, res_r, out_r):
         os.close(fd)
     # A finished child exits by itself on "done"; give it a moment so its exit status is
-    # its own, then the group is killed anyway to remove anything it left running.
-    reaped, _ = zygote.call({"op": "reap", "pid": pid, "timeout": 0.5}, 5.0)
+    # its own, then the group is killed anyway to remove anything it left running. One
+    # stopped for its time is killed by the zygote at once: in a pid namespace (process
+    # backend as root) the pid above is the zygote's view, and the kill here misses.
+    grace = 0.0 if run.killed_for in ("timeout", "test_timeout") else 0.5
+    reaped, _ = zygote.call({"op": "reap", "pid": pid, "timeout": grace}, 5.0)
     _kill_group(pid)
     status = reaped["status"]
     if counters:
