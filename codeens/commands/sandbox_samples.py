@@ -7,8 +7,10 @@ to a multiple of its reference runtime (codeens.sandbox.timelimits).
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -82,13 +84,11 @@ def _benchmark_problems(spec: str) -> list[Problem]:
 def run_samples(settings: SandboxConfig, request: SamplesRun) -> None:
     """Judge every sample; write one results line per sample, in input order."""
     from codeens.evals.benchmarks import BenchmarkError
-    from codeens.recorder import Recorder
     from codeens.registry import UnknownName
     from codeens.sandbox.errors import SandboxInputError
     from codeens.sandbox.reference import ReferenceCache, default_cache_dir
     from codeens.sandbox.samples import read_samples, result_line
     from codeens.sandbox.timelimits import TimeRule
-    from codeens.storage import Store
 
     try:
         problems = load_problems(request.problems)
@@ -101,10 +101,17 @@ def run_samples(settings: SandboxConfig, request: SamplesRun) -> None:
     rule = TimeRule(settings.timeout, request.time_factor, request.time_floor)
     cache = ReferenceCache(default_cache_dir())
     started = time.monotonic()
+    # The log's modules (SQLAlchemy: half a second) load while the first runs go on.
+    loading = threading.Thread(target=importlib.import_module, args=("codeens.recorder",))
+    loading.start()
     with settings.open() as box, sink as out:
         if warning is not None:
             click.echo(warning, err=True)
         results = _judge(box, jobs, references, rule, cache)
+        loading.join()
+        from codeens.recorder import Recorder
+        from codeens.storage import Store
+
         recorder = Recorder(Store(request.db), uuid.uuid4().hex[:12])
         for sample, result in zip(samples, results, strict=True):
             recorder.execution(result, target=sample.task_id)
