@@ -109,12 +109,14 @@ def run_samples(settings: SandboxConfig, request: SamplesRun) -> None:
             click.echo(warning, err=True)
         results = _judge(box, jobs, references, rule, cache)
         loading.join()
-        from codeens.recorder import Recorder
+        from codeens.recorder import execution_row
         from codeens.storage import Store
 
-        recorder = Recorder(Store(request.db), uuid.uuid4().hex[:12])
-        for sample, result in zip(samples, results, strict=True):
-            recorder.execution(result, target=sample.task_id)
+        run_id = uuid.uuid4().hex[:12]
+        # One transaction for the lot: a commit per row would cost more than the runs.
+        pairs = list(zip(samples, results, strict=True))
+        Store(request.db).write(*(execution_row(r, run_id, target=s.task_id) for s, r in pairs))
+        for sample, result in pairs:
             line = json.dumps(result_line(sample, result, settings.timeout))
             if out is not None:
                 out.write(line + "\n")
