@@ -180,7 +180,7 @@ def run(
                 data["run_id"] = run_id
                 click.echo(json.dumps(data))
             else:
-                _print_human(result)
+                print_result(result)
     ctx.exit(0 if all_passed else 1)
 
 
@@ -195,7 +195,8 @@ def clean() -> None:
     _log(f"removed {reap_stale(client)} stale sandbox container(s)")
 
 
-def _print_human(result: object) -> None:
+def print_result(result: object) -> None:
+    """One candidate's verdict for people: a line, its message, each test that failed."""
     from codeens.sandbox.results import ExecutionResult
 
     assert isinstance(result, ExecutionResult)

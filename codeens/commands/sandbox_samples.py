@@ -109,6 +109,7 @@ def run_samples(settings: SandboxConfig, request: SamplesRun) -> None:
             click.echo(warning, err=True)
         results = _judge(box, jobs, references, rule, cache)
         loading.join()
+        from codeens.commands.sandbox import print_result
         from codeens.recorder import execution_row
         from codeens.storage import Store
 
@@ -122,6 +123,8 @@ def run_samples(settings: SandboxConfig, request: SamplesRun) -> None:
                 out.write(line + "\n")
             if request.as_json:
                 click.echo(line)
+            else:
+                print_result(result)
     wall = time.monotonic() - started
     passed = sum(str(r.verdict) == "passed" for r in results)
     click.echo(
