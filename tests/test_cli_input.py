@@ -30,7 +30,7 @@ RESULT_KEYS = {
     "exit_status",
     "resources",
 }
-TEST_KEYS = {"name", "outcome", "message", "duration", "isolation"}
+TEST_KEYS = {"name", "outcome", "message", "duration", "isolation", "limit"}
 
 
 def _write(path: Path, data: str | bytes) -> Path:

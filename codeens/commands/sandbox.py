@@ -180,6 +180,8 @@ def run(
                 data["run_id"] = run_id
                 click.echo(json.dumps(data))
             else:
+                from codeens.commands.sandbox_print import print_result
+
                 print_result(result)
     ctx.exit(0 if all_passed else 1)
 
@@ -193,24 +195,6 @@ def clean() -> None:
 
     client = docker.from_env()
     _log(f"removed {reap_stale(client)} stale sandbox container(s)")
-
-
-def print_result(result: object) -> None:
-    """One candidate's verdict for people: a line, its message, each test that failed."""
-    from codeens.sandbox.results import ExecutionResult
-
-    assert isinstance(result, ExecutionResult)
-    line = (
-        f"{result.verdict.upper():<12} {result.candidate}  "
-        f"{result.tests_passed}/{result.tests_total} tests  {result.duration:.2f}s"
-    )
-    click.echo(line)
-    if result.message:
-        click.echo(f"    {result.message}")
-    for test in result.tests:
-        if test.outcome != "passed":
-            last = test.message.strip().splitlines()[-1:] or [""]
-            click.echo(f"    {test.outcome}: {test.name}: {last[0]}")
 
 
 def _log(message: str) -> None:

@@ -109,7 +109,7 @@ def run_samples(settings: SandboxConfig, request: SamplesRun) -> None:
             click.echo(warning, err=True)
         results = _judge(box, jobs, references, rule, cache)
         loading.join()
-        from codeens.commands.sandbox import print_result
+        from codeens.commands.sandbox_print import print_result
         from codeens.recorder import execution_row
         from codeens.storage import Store
 
