@@ -11,7 +11,9 @@ For each problem, in order:
    each strategy is costed as if it had run alone); only a strategy's own extra calls
    (MoA rounds, generated tests) reach a model.
 3. *Hidden pass*: every distinct program any of them produced runs against the hidden
-   tests, once, logged under the eval run. Strategies never see these results.
+   tests, once, logged under the eval run, each test limited to a multiple of the
+   canonical solution's runtime (as ``codeens sandbox run --samples`` does). Strategies
+   never see these results.
 
 Everything is in SQLite as it happens, so an interrupted run resumes where it stopped:
 a problem's finished child runs are kept, an unfinished one is redone under a new id
@@ -30,14 +32,17 @@ from pathlib import Path
 from codeens.context import Services, SolveContext
 from codeens.evals.benchmarks import BENCHMARKS, BenchmarkProblem, select
 from codeens.evals.spec import EvalSpec
-from codeens.executions import ExecutionCache, Program, run_logged
+from codeens.executions import ExecutionCache, Program
 from codeens.generation import Generator
 from codeens.models.base import ModelConfig
 from codeens.problem import Problem, fill, parse_problem
 from codeens.progress import Progress
 from codeens.recorder import Recorder
-from codeens.sandbox.backends.base import Sandbox
+from codeens.sandbox.backends.base import Candidate, Sandbox
+from codeens.sandbox.batch import Job, run_batch
+from codeens.sandbox.reference import ReferenceCache, default_cache_dir, measure
 from codeens.sandbox.testfile import parse_test_suite
+from codeens.sandbox.timelimits import TimeLimits, TimeRule
 from codeens.solve import AllModelsFailed, load_strategy, open_sandbox, solve
 from codeens.storage import Run, Store
 from codeens.strategies.base import Strategy, StrategyCannotRun
@@ -233,15 +238,22 @@ def hidden_pass(
         except ValueError:
             continue
         programs.append(Program(f"{item.task_id}#{digest[:12]}", source, digest))
-    run_logged(
-        sandbox,
-        programs,
-        suite,
-        target=item.task_id,
-        recorder=Recorder(store, run_id),
-        cache=None,
-        entry_point=item.entry_point,
-    )
+    if not programs:
+        return
+    # The batch path of `codeens sandbox run --samples`: each test limited to a multiple
+    # of the canonical solution's runtime (measured once per machine), the timeout the
+    # ceiling.
+    bound = suite.for_entry_point(item.entry_point)
+    jobs = [Job(item.task_id, Candidate(p.label, p.source), bound) for p in programs]
+    references = []
+    if item.canonical.strip():
+        reference = Candidate(f"{item.task_id}#reference", item.canonical)
+        references.append(Job(item.task_id, reference, bound))
+    measured = measure(sandbox, references, ReferenceCache(default_cache_dir()))
+    limits = TimeLimits(TimeRule(sandbox.limits.timeout), measured)
+    recorder = Recorder(store, run_id)
+    for program, result in zip(programs, run_batch(sandbox, jobs, limits), strict=True):
+        recorder.execution(result, target=item.task_id, code_hash=program.code_hash)
 
 
 def children_of(store: Store, run_id: str, index: int) -> list[Run]:
