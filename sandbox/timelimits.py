@@ -46,6 +46,12 @@ class TimeLimits:
     def has_reference(self, problem: str) -> bool:
         return problem in self._references
 
+    def final(self, problem: str, cases: int) -> bool:
+        """Whether ``problem``'s limits for ``cases`` tests are fixed already: its reference
+        passed every one, so no candidate's pass can change them."""
+        reference = self._references.get(problem, ())
+        return all(_at(reference, i) is not None for i in range(cases))
+
     def limits(self, problem: str, cases: int) -> Durations:
         """The limits a candidate of ``problem`` starting now runs under."""
         reference = self._references.get(problem, ())

