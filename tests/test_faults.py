@@ -17,6 +17,7 @@ import docker
 import pytest
 
 from codeens.sandbox.backends.docker import LABEL, DockerSandbox, reap_stale
+from codeens.sandbox.backends.docker_park import owner_of
 from codeens.storage import Store
 from conftest import CODEENS, REPO, run_box, run_cli
 
@@ -26,39 +27,27 @@ SLOW_TESTS = (
     "def test_small():\n    assert add(2, 3) == 5\n\n\n"
     "def test_zero():\n    assert add(0, 0) == 0\n"
 )
-OWNER_LABEL = f"{LABEL}.owner"
 
 
 def _owner(pid: int) -> str:
     return f"{socket.gethostname()}:{pid}"
 
 
-def _containers(label: str = LABEL) -> dict[str, str]:
-    """Every container (running or not) carrying ``label``: id -> owner label."""
-    out = subprocess.run(
-        [
-            "docker",
-            "ps",
-            "-a",
-            "--no-trunc",
-            "--filter",
-            f"label={label}",
-            "--format",
-            f'{{{{.ID}}}} {{{{.Label "{OWNER_LABEL}"}}}}',
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    found = {}
-    for line in out.splitlines():
-        cid, _, owner = line.partition(" ")
-        found[cid] = owner
-    return found
+def _containers() -> dict[str, str]:
+    """Every sandbox container (running or not): id -> the process using it, as
+    ``host:pid`` (its creator, or the process that claimed it parked)."""
+    client = docker.from_env()
+    try:
+        return {
+            info["Id"]: owner_of(info)
+            for info in client.api.containers(all=True, filters={"label": LABEL})
+        }
+    finally:
+        client.close()
 
 
 def _owned_by(pid: int) -> set[str]:
-    return set(_containers(f"{OWNER_LABEL}={_owner(pid)}"))
+    return {cid for cid, owner in _containers().items() if owner == _owner(pid)}
 
 
 @contextlib.contextmanager
@@ -241,13 +230,18 @@ def test_live_owners_containers_are_not_reaped(docker_box: DockerSandbox) -> Non
 
 
 @pytest.mark.docker
-def test_normal_run_leaves_no_container(tmp_path: Path, sandbox_image: str) -> None:
+@pytest.mark.parametrize("keep_warm", ["0", "60"])
+def test_normal_run_leaves_no_container_in_use(
+    tmp_path: Path, sandbox_image: str, keep_warm: str
+) -> None:
+    """Without --keep-warm, a finished run's containers are gone; with it, they are parked
+    (in use by nobody) for the next run."""
     before = set(_containers())
     cands, tests = _slow_batch(tmp_path, 4)
     proc = subprocess.Popen(
         [
             *(str(CODEENS), "sandbox", "run", *map(str, cands), "--tests", str(tests)),
-            *("--workers", "2", "--json"),
+            *("--workers", "2", "--json", "--keep-warm", keep_warm),
         ],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
@@ -266,8 +260,12 @@ def test_normal_run_leaves_no_container(tmp_path: Path, sandbox_image: str) -> N
         assert proc.returncode == 0, out + err
         assert [json.loads(line)["verdict"] for line in out.splitlines()] == ["passed"] * 4
         assert seen_during, "the run's containers were never observed (check is vacuous)"
-        after = set(_containers())
-        assert not (seen_during & after), "containers of a finished run are still there"
+        after = _containers()
+        if keep_warm == "0":
+            assert not (seen_during & set(after)), "containers of a finished run are still there"
+        else:
+            assert seen_during <= set(after), "the finished run's containers were parked"
+            assert {after[cid] for cid in seen_during} == {f"{socket.gethostname()}:"}
         assert not _owned_by(pid)
-        leaked = {c: o for c, o in _containers().items() if c in after - before}
+        leaked = {c: o for c, o in _containers().items() if c in set(after) - before}
         assert not any(o == _owner(pid) for o in leaked.values()), leaked

@@ -35,12 +35,14 @@ def test_workers_bound_the_containers_and_every_candidate_gets_a_result(
 
     owner_filter = {"label": f"{LABEL}.owner={_owner()}"}
     # Other pools of this process (session fixtures) may be alive: count only new ones.
-    before = {c.id for c in client.containers.list(all=True, filters=owner_filter)}
+    # One listing call each time (containers.list also inspects each one, and fails when
+    # one is removed in between).
+    before = {c["Id"] for c in client.api.containers(all=True, filters=owner_filter)}
 
     def watch() -> None:
         while not stop.is_set():
-            mine = client.containers.list(filters=owner_filter)
-            seen.append(len({c.id for c in mine} - before))
+            mine = client.api.containers(filters=owner_filter)
+            seen.append(len({c["Id"] for c in mine} - before))
             time.sleep(0.05)
 
     watcher = threading.Thread(target=watch)
@@ -55,7 +57,7 @@ def test_workers_bound_the_containers_and_every_candidate_gets_a_result(
     verdicts = {r.candidate: r.verdict for r in results}
     assert [verdicts[f"c{i}.py"] for i in range(6)] == ["failed", "passed"] * 3
     assert max(seen) == 3  # parallel, and never more containers than workers
-    remaining = {c.id for c in client.containers.list(all=True, filters=owner_filter)}
+    remaining = {c["Id"] for c in client.api.containers(all=True, filters=owner_filter)}
     assert remaining == before  # closing the pool removes its containers
     client.close()
 

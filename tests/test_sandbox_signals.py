@@ -18,18 +18,19 @@ import docker
 import pytest
 
 from codeens.sandbox.backends.docker import LABEL
+from codeens.sandbox.backends.docker_park import owner_of
 from conftest import CODEENS
 
 pytestmark = pytest.mark.docker
 
 
 def _owned(pid: int) -> list[str]:
-    """Containers whose owner label names the process ``pid`` on this host."""
+    """Containers the process ``pid`` on this host uses (started or claimed parked)."""
     client = docker.from_env()
     try:
         owner = f"{socket.gethostname()}:{pid}"
-        found = client.containers.list(all=True, filters={"label": f"{LABEL}.owner={owner}"})
-        return [c.id for c in found]
+        found = client.api.containers(all=True, filters={"label": LABEL})
+        return [c["Id"] for c in found if owner_of(c) == owner]
     finally:
         client.close()
 

@@ -52,6 +52,12 @@ def build(base: str, image: str, force: bool) -> None:
 @field_option(
     "--image", model=DOCKER_OPTIONS, field="image", help="Sandbox image tag (docker backend)"
 )
+@field_option(
+    "--keep-warm",
+    model=DOCKER_OPTIONS,
+    field="keep_warm",
+    help="Seconds the containers stay parked for the next run (docker backend; 0: removed)",
+)
 @click.option(
     "--samples",
     "samples_path",
@@ -102,6 +108,7 @@ def run(
     backend: str,
     entry_point: str | None,
     image: str | None,
+    keep_warm: float | None,
     db: Path | None,
     as_json: bool,
 ) -> None:
@@ -128,13 +135,15 @@ def run(
         raise InputError("give CANDIDATES and --tests, or --samples")
     if samples_path is None and tests_path is None:
         raise InputError("CANDIDATES need --tests (or give --samples instead)")
+    given = {"image": image, "keep_warm": keep_warm}
+    own = {key: value for key, value in given.items() if value is not None}
     try:
         settings = SandboxConfig(
             backend=backend,
             workers=workers,
             timeout=timeout,
             memory_mb=memory,
-            options={backend: {"image": image}} if image is not None else {},
+            options={backend: own} if own else {},
         )
         warning = settings.warning()
         if samples_path is not None:
@@ -164,7 +173,8 @@ def run(
     except (SandboxInputError, UnknownName) as exc:
         raise InputError(str(exc)) from exc
     except ValidationError as exc:
-        raise InputError(f"--image: {first_error(exc)}") from exc
+        names = ", ".join("--" + key.replace("_", "-") for key in own)
+        raise InputError(f"{names}: {first_error(exc)}") from exc
 
     run_id = uuid.uuid4().hex[:12]
     recorder = Recorder(Store(db), run_id)
@@ -188,13 +198,14 @@ def run(
 
 @sandbox.command()
 def clean() -> None:
-    """Remove sandbox containers left behind by codeens processes that died."""
+    """Remove sandbox containers left behind by codeens processes that died, and the
+    containers parked warm for the next run."""
     import docker
 
     from codeens.sandbox.backends.docker import reap_stale
 
     client = docker.from_env()
-    _log(f"removed {reap_stale(client)} stale sandbox container(s)")
+    _log(f"removed {reap_stale(client, parked=True)} stale or parked sandbox container(s)")
 
 
 def _log(message: str) -> None:

@@ -222,8 +222,16 @@ class Sandbox(ABC):
         )
         return host_timeout(result) if timed_out else result
 
+    def prepare(self) -> None:  # noqa: B027 - optional hook, most backends start nothing
+        """Start, in the background, what the first run needs (containers, drivers)."""
+
     def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
-        """Release containers or other resources."""
+        """Release containers or other resources (a backend may keep some warm for the
+        next process)."""
+
+    def discard(self) -> None:
+        """Release everything now, keeping nothing warm (on a signal)."""
+        self.close()
 
     def __enter__(self) -> Sandbox:
         return self
@@ -245,7 +253,7 @@ def close_open_sandboxes() -> None:
     queued work then fails fast instead of being run to the end)."""
     for box in list(_OPEN):
         try:
-            box.close()
+            box.discard()
         except Exception:
             pass
 
@@ -276,4 +284,6 @@ def open_sandbox(
 ) -> Sandbox:
     """A sandbox of the named backend with its validated options (see :class:`Sandbox`)."""
     settings = backend_options(backend, options)
-    return SANDBOXES.get(backend)(limits, workers, **dict(settings))
+    box = SANDBOXES.get(backend)(limits, workers, **dict(settings))
+    box.prepare()
+    return box

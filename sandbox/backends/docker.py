@@ -17,12 +17,12 @@ import socket
 import struct
 import threading
 import time
-import uuid
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from codeens.errors import first_line
+from codeens.sandbox.backends import docker_park
 from codeens.sandbox.backends.base import (
     Candidate,
     Sandbox,
@@ -39,7 +39,7 @@ WORKDIR = "/work"
 WRITABLE = ("/work", "/tmp", "/dev/shm")
 GRACE_S = 2.0
 POLL_S = 0.25
-LABEL = "codeens.sandbox"
+LABEL = docker_park.LABEL
 ENV = {
     "PATH": "/usr/local/bin:/usr/bin:/bin",
     "HOME": "/tmp",
@@ -105,13 +105,30 @@ class DockerSandbox(Sandbox):
         model_config = ConfigDict(extra="forbid", frozen=True)
 
         image: str = Field(DEFAULT_IMAGE, min_length=1, description="Sandbox image tag.")
+        keep_warm: float = Field(
+            60.0,
+            ge=0,
+            le=3600,
+            description="Seconds a closed pool's containers stay parked for the next codeens "
+            "process on this host (0: removed on close).",
+        )
 
-    def __init__(self, limits: Limits, workers: int = 1, image: str = DEFAULT_IMAGE) -> None:
+    def __init__(
+        self,
+        limits: Limits,
+        workers: int = 1,
+        image: str = DEFAULT_IMAGE,
+        keep_warm: float = 0.0,
+    ) -> None:
         super().__init__(limits, workers)
         self.image = image
+        self.keep_warm = keep_warm
         self._owner = _owner()
         self._idle: queue.Queue[_Slot] = queue.Queue()
         self._all: dict[str, _Slot] = {}
+        self._starting = 0  # containers being started or claimed, not yet in _all
+        self._key = ""  # docker_park.pool_key once connected
+        self._filler: threading.Thread | None = None
         # Re-entrant: close() may run from a signal handler while this thread holds it.
         self._lock = threading.RLock()
         self._closed = False
@@ -141,7 +158,7 @@ class DockerSandbox(Sandbox):
             self._ready_error = f"Docker engine not reachable ({first_line(exc)})"
             return
         try:
-            client.images.get(self.image)
+            image = client.images.get(self.image)
         except ImageNotFound:
             self._ready_error = (
                 f"sandbox image {self.image} not found; build it with `codeens sandbox build`"
@@ -150,15 +167,32 @@ class DockerSandbox(Sandbox):
         except DockerException as exc:
             self._ready_error = f"Docker engine error ({first_line(exc)})"
             return
+        options = container_options(self.limits, self.image, self._owner)
+        self._key = docker_park.pool_key(options, image.id)
         self._client = client
         reap_stale(client)
 
+    def _reserve(self) -> bool:
+        """Take the right to add one container to the pool, if it has room."""
+        with self._lock:
+            if self._closed or len(self._all) + self._starting >= self.workers:
+                return False
+            self._starting += 1
+            return True
+
     def _start_container(self) -> _Slot:
-        container = self._client.containers.run(
-            name=f"codeens-sbx-{uuid.uuid4().hex[:12]}",
-            **container_options(self.limits, self.image, self._owner),
-        )
-        slot = _Slot(container.id)
+        """One more container for a reserved place: a parked one if any, else a new one."""
+        try:
+            cid = next(iter(self._claim(1)), None)
+            if cid is None:
+                cid = self._client.containers.run(
+                    name=docker_park.in_use_name(),
+                    **container_options(self.limits, self.image, self._owner),
+                ).id
+        finally:
+            with self._lock:
+                self._starting -= 1
+        slot = _Slot(cid)
         with self._lock:
             closed = self._closed
             if not closed:
@@ -168,18 +202,51 @@ class DockerSandbox(Sandbox):
             raise SandboxUnavailable("the sandbox was closed")
         return slot
 
-    def _acquire(self) -> _Slot:
+    def _claim(self, count: int) -> list[str]:
+        if self.keep_warm <= 0:
+            return []
         try:
-            return self._idle.get_nowait()
-        except queue.Empty:
-            pass
-        with self._lock:
-            may_start = len(self._all) < self.workers
-        if may_start:
-            return self._start_container()
+            return docker_park.claim(self._client.api, self._key, count)
+        except Exception:  # the engine's listing failed: start new ones
+            return []
+
+    def prepare(self) -> None:
+        """Start the pool's containers and drivers in the background, so the first
+        candidates do not wait for them."""
+        self._filler = threading.Thread(target=self._fill, name="docker-pool", daemon=True)
+        self._filler.start()
+
+    def _fill(self) -> None:
+        try:
+            api = self._api()
+        except SandboxUnavailable:
+            return  # run() reports it
+        starters = []
+        while self._reserve():
+            starter = threading.Thread(target=self._warm_one, args=(api,), daemon=True)
+            starter.start()
+            starters.append(starter)
+        for starter in starters:
+            starter.join()
+
+    def _warm_one(self, api: Any) -> None:
+        try:
+            slot = self._start_container()
+            slot.server = _Server.start(api, slot.cid)
+        except Exception:
+            return  # the pool has room again; run() starts one and reports what fails
+        self._idle.put(slot)
+
+    def _acquire(self) -> _Slot:
         while True:
             try:
-                return self._idle.get(timeout=0.5)
+                return self._idle.get_nowait()
+            except queue.Empty:
+                pass
+            if self._reserve():
+                return self._start_container()
+            try:
+                return self._idle.get(timeout=0.2)
             except queue.Empty:
                 if self._closed:
                     raise SandboxUnavailable("the sandbox was closed") from None
@@ -194,19 +261,41 @@ class DockerSandbox(Sandbox):
             pass
 
     def close(self) -> None:
+        """Park the idle containers for the next process (``keep_warm``), remove the rest."""
+        if self._filler is not None and self.keep_warm > 0:
+            self._filler.join(timeout=30)  # containers still starting are parked too
+        self._release(park=True)
+
+    def discard(self) -> None:
+        """Remove every container now (on a signal: nothing is parked)."""
+        self._release(park=False)
+
+    def _release(self, *, park: bool) -> None:
         with self._lock:
             self._closed = True
-            slots = list(self._all.values())
+            slots = dict(self._all)
             self._all.clear()
             client = self._client
+        idle = []
+        while True:
+            try:
+                idle.append(self._idle.get_nowait().cid)
+            except queue.Empty:
+                break
+        for slot in slots.values():
+            slot.stop_server()
         if client is None:
             return
-        for slot in slots:
-            slot.stop_server()
+        rest = [cid for cid in slots if cid not in idle]
+        if park and self.keep_warm > 0:
+            idle = [cid for cid in idle if cid in slots]
             try:
-                client.api.remove_container(slot.cid, force=True)
+                rest += docker_park.park(client.api, idle, self._key, self.keep_warm)
             except Exception:
-                pass
+                rest += idle
+        else:
+            rest += [cid for cid in idle if cid in slots]
+        _remove_all(client.api, rest)
 
     # -------------------------------------------------------------------------- running
 
@@ -252,6 +341,24 @@ class DockerSandbox(Sandbox):
             return self.infra_error(candidate, suite, "sandbox container died during the run")
         self._idle.put(slot)
         return self.report(out, candidate, suite, started, timed_out=timed_out)
+
+
+def _remove_all(api: Any, cids: list[str]) -> None:
+    """Remove containers, in parallel (each removal waits for the engine)."""
+
+    def remove(cid: str) -> None:
+        try:
+            api.remove_container(cid, force=True)
+        except Exception:
+            pass
+
+    threads = [threading.Thread(target=remove, args=(cid,)) for cid in cids[1:]]
+    for thread in threads:
+        thread.start()
+    if cids:
+        remove(cids[0])
+    for thread in threads:
+        thread.join()
 
 
 class _Slot:
@@ -368,13 +475,13 @@ class _FrameReader:
         return line
 
 
-def reap_stale(client: Any) -> int:
-    """Remove sandbox containers left by codeens processes on this host that are gone."""
+def reap_stale(client: Any, *, parked: bool = False) -> int:
+    """Remove sandbox containers left by codeens processes on this host that are gone, and
+    parked ones that expired (every parked one with ``parked``)."""
     host = socket.gethostname()
-    removed = 0
+    removed, _left = docker_park.sweep(client.api, everything=parked)
     for info in client.api.containers(all=True, filters={"label": LABEL}):
-        owner = info.get("Labels", {}).get(f"{LABEL}.owner", "")
-        owner_host, _, pid = owner.rpartition(":")
+        owner_host, _, pid = docker_park.owner_of(info).rpartition(":")
         if owner_host != host or not pid.isdigit() or _pid_alive(int(pid)):
             continue
         try:
