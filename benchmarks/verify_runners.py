@@ -5,6 +5,7 @@ verdict per candidate."""
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import os
 import pickle
@@ -149,13 +150,22 @@ def has_samples_option() -> bool:
     return "--samples" in done.stdout
 
 
+@functools.cache
+def cold_pool() -> list[str]:
+    """``--keep-warm 0`` where codeens has it: every timed call starts its own containers
+    (a call in the minute after another would find them parked and skip that)."""
+    done = subprocess.run([*codeens_command(), "--help"], capture_output=True, text=True)
+    return ["--keep-warm", "0"] if "--keep-warm" in done.stdout else []
+
+
 def codeens_env(work: Path) -> dict[str, str]:
     """A cache of reference runtimes private to this run (filled before the clock starts)."""
     return {**os.environ, "CODEENS_CACHE": str(work / "cache")}
 
 
 def limits(backend: str) -> list[str]:
-    return ["--backend", backend, "--workers", str(WORKERS), "--timeout", str(LIMIT)]
+    cold = cold_pool() if backend == "docker" else []
+    return ["--backend", backend, "--workers", str(WORKERS), "--timeout", str(LIMIT), *cold]
 
 
 def run_samples(

@@ -23,9 +23,9 @@ Runners, each with 2 workers and a 3 s limit per candidate:
 * codeens docker and codeens process: the ``codeens sandbox run`` command, timed as a user
   runs it (start-up and sandbox pool included): all candidates in one call through
   ``--samples`` where the installed codeens has it (``--timeout 3`` and the same per-test
-  floor and factor as evalplus), else one call per problem with that problem's four files
-  and ``check`` as the tests file (``--per-problem`` measures this path as well, in two
-  more rows).
+  floor and factor as evalplus; the docker pool cold, ``--keep-warm 0``), else one call
+  per problem with that problem's four files and ``check`` as the tests file
+  (``--per-problem`` measures this path as well, in two more rows).
 
 The runners alternate, each repetition running every one once (the order rotates). The
 table gives the median and every wall time, candidates per second, the ratio to evalplus,
@@ -55,6 +55,7 @@ from verify_runners import (
     WORKERS,
     Run,
     codeens_runner,
+    cold_pool,
     ensure_evalplus,
     evalplus_runner,
     has_samples_option,
@@ -110,7 +111,8 @@ def main() -> None:
     old_path = "one `codeens sandbox run` per problem (4 files, --tests, --entry-point)"
     path = (
         "one `codeens sandbox run --samples` call for the whole set "
-        f"(--timeout {LIMIT:g} --time-floor {args.floor:g} --time-factor 4)"
+        f"(--timeout {LIMIT:g} --time-floor {args.floor:g} --time-factor 4"
+        f"{', docker with --keep-warm 0: a cold pool each call' if cold_pool() else ''})"
         if whole
         else f"{old_path}; this codeens has no --samples"
     )
