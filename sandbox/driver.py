@@ -271,7 +271,15 @@ class _Zygote:
 
 
 def _zygote_loop(sock):
+    # What every child imports, imported once here: each child would otherwise read them
+    # from disk again (5 ms of a 17 ms run of a small candidate). Standard modules only;
+    # the zygote never holds tests.
+    import builtins  # noqa: F401
+    import operator  # noqa: F401
+    import resource  # noqa: F401
     import socket
+    import traceback  # noqa: F401
+    import types  # noqa: F401
 
     stream = sock.makefile("rb")
     for line in stream:
