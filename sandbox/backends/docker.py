@@ -211,16 +211,20 @@ class DockerSandbox(Sandbox):
             return []
 
     def prepare(self) -> None:
-        """Start the pool's containers and drivers in the background, so the first
-        candidates do not wait for them."""
-        self._filler = threading.Thread(target=self._fill, name="docker-pool", daemon=True)
-        self._filler.start()
-
-    def _fill(self) -> None:
+        """Connect now (tens of milliseconds), then start the pool's containers and drivers
+        in the background, so that the first candidates do not wait for them. Connecting
+        first leaves the threads that start containers almost nothing to run in Python:
+        they wait on the engine while the caller loads its inputs."""
         try:
             api = self._api()
         except SandboxUnavailable:
             return  # run() reports it
+        self._filler = threading.Thread(
+            target=self._fill, args=(api,), name="docker-pool", daemon=True
+        )
+        self._filler.start()
+
+    def _fill(self, api: Any) -> None:
         starters = []
         while self._reserve():
             starter = threading.Thread(target=self._warm_one, args=(api,), daemon=True)

@@ -195,7 +195,10 @@ def ensure_attendant() -> None:
             return
     with contextlib.suppress(OSError):
         subprocess.Popen(
-            [sys.executable, "-m", "codeens.sandbox.backends.docker_park"],
+            # -I and cwd="/": no folder named codeens in the working directory shadows
+            # the installed package.
+            [sys.executable, "-I", "-m", "codeens.sandbox.backends.docker_park"],
+            cwd="/",
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
