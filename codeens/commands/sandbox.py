@@ -119,14 +119,8 @@ def run(
     from pydantic import ValidationError
 
     from codeens.config import SandboxConfig
-    from codeens.recorder import Recorder
     from codeens.registry import UnknownName
-    from codeens.sandbox.backends.base import Candidate
     from codeens.sandbox.errors import SandboxInputError
-    from codeens.sandbox.results import Verdict
-    from codeens.sandbox.runner import run_all
-    from codeens.sandbox.testfile import check_candidate_source, load_test_suite, read_python_source
-    from codeens.storage import Store
     from codeens.validation import first_error
 
     if samples_path is not None and (candidates or tests_path is not None):
@@ -154,6 +148,14 @@ def run(
             )
             run_samples(settings, request)
             return
+        # Imported only here: --samples opens its pool before the log's modules load.
+        from codeens.sandbox.backends.base import Candidate
+        from codeens.sandbox.testfile import (
+            check_candidate_source,
+            load_test_suite,
+            read_python_source,
+        )
+
         assert tests_path is not None
         suite = load_test_suite(tests_path)
         items = []
@@ -175,6 +177,11 @@ def run(
     except ValidationError as exc:
         names = ", ".join("--" + key.replace("_", "-") for key in own)
         raise InputError(f"{names}: {first_error(exc)}") from exc
+
+    from codeens.recorder import Recorder
+    from codeens.sandbox.results import Verdict
+    from codeens.sandbox.runner import run_all
+    from codeens.storage import Store
 
     run_id = uuid.uuid4().hex[:12]
     recorder = Recorder(Store(db), run_id)

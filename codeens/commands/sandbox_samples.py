@@ -9,7 +9,6 @@ that a run cut short keeps what it judged.
 
 from __future__ import annotations
 
-import importlib
 import json
 import sys
 import threading
@@ -86,22 +85,19 @@ def _benchmark_problems(spec: str) -> list[Problem]:
 def run_samples(settings: SandboxConfig, request: SamplesRun) -> None:
     """Judge every sample; log each execution once its result is final, and write one
     results line per sample, in input order, at the end."""
-    from codeens.evals.benchmarks import BenchmarkError
-    from codeens.registry import UnknownName
-    from codeens.sandbox.errors import SandboxInputError
-    from codeens.sandbox.reference import ReferenceCache, default_cache_dir
-    from codeens.sandbox.samples import read_samples, result_line
-    from codeens.sandbox.timelimits import TimeRule
-
-    warning = settings.warning()
-    rule = TimeRule(settings.timeout, request.time_factor, request.time_floor)
-    cache = ReferenceCache(default_cache_dir())
     started = time.monotonic()
-    # The log's modules (SQLAlchemy: half a second) load while the first runs go on.
-    loading = threading.Thread(target=importlib.import_module, args=("codeens.recorder",))
-    loading.start()
-    # Opened first, so that its pool can start while the inputs load.
+    # Opened first, so that its pool starts while the modules below and the inputs load.
     with settings.open() as box:
+        from codeens.evals.benchmarks import BenchmarkError
+        from codeens.registry import UnknownName
+        from codeens.sandbox.errors import SandboxInputError
+        from codeens.sandbox.reference import ReferenceCache, default_cache_dir
+        from codeens.sandbox.samples import read_samples, result_line
+        from codeens.sandbox.timelimits import TimeRule
+
+        warning = settings.warning()
+        rule = TimeRule(settings.timeout, request.time_factor, request.time_floor)
+        cache = ReferenceCache(default_cache_dir())
         try:
             problems = load_problems(request.problems)
             samples = read_samples(request.samples, problems)
@@ -112,7 +108,7 @@ def run_samples(settings: SandboxConfig, request: SamplesRun) -> None:
         if warning is not None:
             click.echo(warning, err=True)
         with sink as out:
-            with ExecutionLog(request.db, uuid.uuid4().hex[:12], loading) as log:
+            with ExecutionLog(request.db, uuid.uuid4().hex[:12]) as log:
                 results = _judge(box, jobs, references, rule, cache, log.add)
             from codeens.commands.sandbox_print import print_result
 
@@ -140,13 +136,10 @@ class ExecutionLog:
     the runs). Leaving the ``with`` block, on success or not, writes the rest, so that an
     interrupted run keeps every row already judged; each row is written once."""
 
-    def __init__(
-        self, db: Path | None, run_id: str, loading: threading.Thread, period: float = 0.5
-    ) -> None:
+    def __init__(self, db: Path | None, run_id: str, period: float = 0.5) -> None:
         self.db = db
         self.run_id = run_id
         self.period = period
-        self._loading = loading
         self._pending: list[tuple[str, ExecutionResult]] = []
         self._lock = threading.Lock()
         self._done = threading.Event()
@@ -171,9 +164,17 @@ class ExecutionLog:
 
     def _write_loop(self) -> None:
         try:
-            self._loading.join()
-            from codeens.recorder import execution_row
-            from codeens.storage import Store
+            # The log's modules (SQLAlchemy: half a second of CPU) load once the first row
+            # is in: loaded sooner, they hold the interpreter while the pool starts.
+            while not self._pending and not self._done.wait(self.period):
+                pass
+            switch = sys.getswitchinterval()
+            sys.setswitchinterval(0.0005)  # the batch's threads wait less for the GIL
+            try:
+                from codeens.recorder import execution_row
+                from codeens.storage import Store
+            finally:
+                sys.setswitchinterval(switch)
 
             store = Store(self.db)
             while True:
