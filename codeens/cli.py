@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
 import importlib
+import os
 import signal
 import sys
+import threading
 from typing import Any
 
 import click
@@ -69,20 +72,45 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: every user error ends in one line on stderr and exit code 2."""
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    code = _run(argv)
+    if argv is None:  # the console script: nothing runs after this process
+        _exit_now(code)
+    sys.exit(code)
+
+
+def _run(argv: list[str] | None) -> int:
+    """The command's exit code (an unexpected error still raises)."""
     try:
         code = cli.main(args=argv, prog_name="codeens", standalone_mode=False)
     except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
+        return exc.exit_code
     except click.UsageError as exc:
         click.echo(f"Error: {exc.format_message()}", err=True)
-        sys.exit(2)
+        return 2
     except click.ClickException as exc:
         exc.show()
-        sys.exit(exc.exit_code)
+        return exc.exit_code
     except click.Abort:
         click.echo("Aborted.", err=True)
-        sys.exit(130)
+        return 130
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
-        sys.exit(130)
-    sys.exit(code if isinstance(code, int) else 0)
+        return 130
+    return code if isinstance(code, int) else 0
+
+
+def _exit_now(code: int) -> None:
+    """End the process as the interpreter would, minus tearing it down: other threads are
+    waited for and exit handlers run, then the process ends without freeing every object
+    one by one (0.2 s here once SQLAlchemy and docker are loaded; nothing is left to
+    flush by then, the log commits as it goes)."""
+    for thread in threading.enumerate():
+        if thread is not threading.main_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: what was written is all there is
+            pass
+    os._exit(code)
