@@ -4,7 +4,7 @@ Three commands a developer repeats in one shell session, each timed as a whole p
 
 * ``codeens precommit mathy.py`` in a git repository with one stub and its test file (the
   pre-commit hook's command);
-* ``codeens solve mathy.py`` on the same file;
+* ``codeens solve solo.py``, the same stub with its test in the file;
 * ``codeens sandbox run add.py --tests tests.py`` (one candidate).
 
 The suggesting model is a ``replay`` recording (two samples), so generation takes no time
@@ -50,12 +50,16 @@ def repository(root: Path) -> Path:
         subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
     subprocess.run(["git", "config", "user.name", "dev"], cwd=repo, check=True)
     (repo / "mathy.py").write_text(STUB)
+    (repo / "solo.py").write_text(STUB + "\n\n" + TESTS.split("\n\n\n", 1)[1])
     (repo / "tests" / "test_mathy.py").write_text(TESTS)
     (repo / "add.py").write_text(ANSWER.strip("`").removeprefix("python\n"))
     (repo / "tests.py").write_text("assert add(2, 3) == 5\n")
     recording = root / "answers.jsonl"
     path = repo / "mathy.py"
-    for problem in (load_problem(path), load_problem(path, related_tests(path, ["add"]))):
+    for problem in (
+        load_problem(repo / "solo.py"),
+        load_problem(path, related_tests(path, ["add"])),
+    ):
         for stub in problem.stubs:
             prompt = solve_prompt(problem, stub, problem.tests_for(stub.name)).text_for(True)
             for seed in range(2):
@@ -75,7 +79,7 @@ def commands(keep_warm: int) -> dict[str, list[str]]:
     codeens = str(BIN / "codeens")
     return {
         "precommit": [codeens, "precommit", "mathy.py", "--quiet"],
-        "solve": [codeens, "solve", "mathy.py", "--quiet"],
+        "solve": [codeens, "solve", "solo.py", "--quiet"],
         "sandbox_run": [
             *(codeens, "sandbox", "run", "add.py", "--tests", "tests.py", "--json"),
             *("--workers", "2", "--keep-warm", str(keep_warm)),
