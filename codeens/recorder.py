@@ -100,6 +100,12 @@ class Recorder:
         assert row.id is not None
         return row.id
 
+    def executions(self, results: Sequence[tuple[str, ExecutionResult]]) -> None:
+        """Log many executions, each with its target, in one transaction."""
+        rows = [execution_row(result, self.run_id, target=target) for target, result in results]
+        if rows:
+            self.store.write(*rows)
+
     def decision(self, target: str, strategy: str, status: str, decision: Decision) -> None:
         self.store.write(
             DecisionRow(

@@ -168,22 +168,15 @@ class ExecutionLog:
             # is in: loaded sooner, they hold the interpreter while the pool starts.
             while not self._pending and not self._done.wait(self.period):
                 pass
-            switch = sys.getswitchinterval()
-            sys.setswitchinterval(0.0005)  # the batch's threads wait less for the GIL
-            try:
-                from codeens.recorder import execution_row
-                from codeens.storage import Store
-            finally:
-                sys.setswitchinterval(switch)
+            from codeens.recorder import Recorder
+            from codeens.storage import Store
 
-            store = Store(self.db)
+            recorder = Recorder(Store(self.db), self.run_id)
             while True:
                 last = self._done.wait(self.period)
                 with self._lock:
                     batch, self._pending = self._pending, []
-                if batch:
-                    rows = (execution_row(r, self.run_id, target=t) for t, r in batch)
-                    store.write(*rows)
+                recorder.executions(batch)
                 if last:
                     return
         except BaseException as exc:  # raised again by the thread that leaves the block
