@@ -280,25 +280,23 @@ class DockerSandbox(Sandbox):
             slots = dict(self._all)
             self._all.clear()
             client = self._client
-        idle = []
+        idle = set()
         while True:
             try:
-                idle.append(self._idle.get_nowait().cid)
+                idle.add(self._idle.get_nowait().cid)
             except queue.Empty:
                 break
         for slot in slots.values():
             slot.stop_server()
         if client is None:
             return
-        rest = [cid for cid in slots if cid not in idle]
-        if park and self.keep_warm > 0:
-            idle = [cid for cid in idle if cid in slots]
-            try:
-                rest += docker_park.park(client.api, idle, self._key, self.keep_warm)
-            except Exception:
-                rest += idle
-        else:
-            rest += [cid for cid in idle if cid in slots]
+        # Only idle containers are parked: one still running a candidate is removed.
+        parkable = [cid for cid in slots if cid in idle] if park else []
+        rest = [cid for cid in slots if cid not in parkable]
+        try:
+            rest += docker_park.park(client.api, parkable, self._key, self.keep_warm)
+        except Exception:
+            rest += parkable
         _remove_all(client.api, rest)
 
     # -------------------------------------------------------------------------- running
