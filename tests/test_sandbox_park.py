@@ -6,6 +6,7 @@ on the engine (other tests' parked containers are never claimed here, nor ours t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -61,7 +62,10 @@ def _ours(api: docker.APIClient, memory_mb: int) -> dict[str, str]:
     """id -> name of every sandbox container with this test's memory limit."""
     found = {}
     for info in api.containers(all=True, filters={"label": LABEL}):
-        detail = api.inspect_container(info["Id"])
+        try:
+            detail = api.inspect_container(info["Id"])
+        except docker.errors.NotFound:  # removed since the listing (another pool, expiry)
+            continue
         if detail["HostConfig"]["Memory"] == (memory_mb + 64) << 20:
             found[info["Id"]] = detail["Name"].lstrip("/")
     return found
@@ -73,7 +77,8 @@ def memory_mb(api: docker.APIClient, request: pytest.FixtureRequest) -> Iterator
     size = 200 + sum(map(ord, request.node.name)) % 500
     yield size
     for cid in _ours(api, size):
-        api.remove_container(cid, force=True)
+        with contextlib.suppress(docker.errors.NotFound):  # the attendant may be first
+            api.remove_container(cid, force=True)
 
 
 def _box(memory_mb: int, image: str, keep_warm: float, workers: int = 1) -> DockerSandbox:
