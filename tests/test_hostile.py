@@ -22,7 +22,7 @@ from hostile_cases import SECRET_ENV, SECRET_VALUE, Case
 from hostile_peers import PEER_CASES
 
 from codeens.sandbox.backends.docker import LABEL, DockerSandbox
-from conftest import run_box
+from conftest import eventually, run_box
 
 CASES = OWN_CASES + PEER_CASES
 
@@ -149,7 +149,7 @@ def test_hostile_program(
         assert time.monotonic() < deadline, _processes(docker_box)
         time.sleep(0.05)
     assert _files(docker_box).split() == ["/dev/shm:", "/tmp:", "/work:"]
-    assert _sandbox_containers() == containers_before
+    assert eventually(lambda: _sandbox_containers() == containers_before)
     assert _host_tmp() - host_tmp_before == set()
     assert _container_diff(docker_box) == diff_before
 

@@ -19,7 +19,7 @@ import pytest
 
 from codeens.sandbox.backends.docker import LABEL
 from codeens.sandbox.backends.docker_park import owner_of
-from conftest import CODEENS
+from conftest import CODEENS, eventually
 
 pytestmark = pytest.mark.docker
 
@@ -72,4 +72,4 @@ def test_signal_removes_the_containers(
             proc.communicate()
     assert proc.returncode == status, err
     assert "Traceback" not in err
-    assert _owned(proc.pid) == []
+    assert eventually(lambda: _owned(proc.pid) == []), _owned(proc.pid)

@@ -123,7 +123,7 @@ def run_samples(settings: SandboxConfig, request: SamplesRun) -> None:
     wall = time.monotonic() - started
     passed = sum(str(r.verdict) == "passed" for r in results)
     click.echo(
-        f"{len(samples)} samples, {passed} passed, {wall:.1f} s, "
+        f"{len(samples)} samples, {passed} passed, {wall:.2f} s, "
         f"{len(samples) / wall if wall else 0.0:.1f} samples/s",
         err=True,
     )
