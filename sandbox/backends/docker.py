@@ -79,8 +79,7 @@ def container_options(limits: Limits, image: str, owner: str) -> dict[str, Any]:
         "working_dir": "/",  # a tmpfs that is also the working dir gets mode 0755
         "labels": {LABEL: "1", f"{LABEL}.owner": owner},
         "stop_signal": "SIGKILL",
-        # Stopping is enough: the engine removes the container after it, so closing a
-        # pool waits for the kill (tens of ms) and not for the removal (disk work).
+        # Killing it is enough: closing a pool does not wait for the removal (disk work).
         "auto_remove": True,
     }
 
@@ -229,8 +228,7 @@ class DockerSandbox(Sandbox):
         self._filler.start()
 
     def _fill(self, api: Any) -> None:
-        # The first container alone: started by itself it is ready in about half the time
-        # of two started together, and the first candidates need only one.
+        # The first alone: ready in about half the time two take together started at once.
         if self._reserve():
             self._warm_one(api)
         starters = []
@@ -270,7 +268,8 @@ class DockerSandbox(Sandbox):
         _stop_all(self._client.api, [slot.cid])
 
     def close(self) -> None:
-        """Park the idle containers for the next process (``keep_warm``), remove the rest."""
+        """Park the idle containers for the next process (``keep_warm``), kill the rest (the
+        engine removes them)."""
         if self._filler is not None and self.keep_warm > 0:
             self._filler.join(timeout=30)  # containers still starting are parked too
         self._release(park=True)
