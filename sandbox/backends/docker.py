@@ -294,7 +294,7 @@ class DockerSandbox(Sandbox):
             slot.stop_server()
         if client is None:
             return
-        # Only idle containers are parked: one still running a candidate is removed.
+        # Only idle containers are parked: one still running a candidate is killed.
         parkable = [cid for cid in slots if cid in idle] if park else []
         rest = [cid for cid in slots if cid not in parkable]
         try:

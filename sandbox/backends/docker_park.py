@@ -148,8 +148,9 @@ def park(api: Any, cids: list[str], key: str, keep_warm: float) -> list[str]:
 
 
 def sweep(api: Any, *, everything: bool = False) -> tuple[int, list[float]]:
-    """Remove this host's parked containers that expired or stopped (all of them with
-    ``everything``); return how many were removed and the expiries of those left."""
+    """Remove this host's parked containers that expired (all of them with ``everything``;
+    one that stops is removed by the engine, ``auto_remove``); return how many were removed
+    and the expiries of those left."""
     host = socket.gethostname()
     now = time.time()
     removed = 0
@@ -158,7 +159,7 @@ def sweep(api: Any, *, everything: bool = False) -> tuple[int, list[float]]:
         found = parked(info)
         if found is None or _host_of(info) != host:
             continue
-        if everything or now > found[1] or info.get("State") != "running":
+        if everything or now > found[1]:
             with contextlib.suppress(Exception):
                 api.remove_container(info["Id"], force=True)
                 removed += 1
